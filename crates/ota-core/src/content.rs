@@ -89,13 +89,14 @@ impl Content {
         let Value::Object(mut map) = value else {
             return Err(ContentError::NotObject);
         };
-        let required = |map: &Map<String, Value>, key: &'static str| -> Result<String, ContentError> {
-            match map.get(key) {
-                None | Some(Value::Null) => Err(ContentError::Missing(key)),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(invalid(key, "must be a string")),
-            }
-        };
+        let required =
+            |map: &Map<String, Value>, key: &'static str| -> Result<String, ContentError> {
+                match map.get(key) {
+                    None | Some(Value::Null) => Err(ContentError::Missing(key)),
+                    Some(Value::String(s)) => Ok(s.clone()),
+                    Some(_) => Err(invalid(key, "must be a string")),
+                }
+            };
         let package = required(&map, "package")?;
         check_name("package", &package).map_err(|e| invalid("package", e.to_string()))?;
         let version = Version::parse(&required(&map, "version")?)
@@ -165,7 +166,10 @@ impl Content {
     }
 
     fn str_field(&self, key: &str) -> &str {
-        self.map.get(key).and_then(Value::as_str).unwrap_or_default()
+        self.map
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -181,7 +185,11 @@ mod tests {
 
     #[test]
     fn valid_minimal_and_defaults() {
-        let c = parse(&format!(r#"{{"package":"app","version":"1.2.3","sha256":"{}"}}"#, H.to_uppercase())).unwrap();
+        let c = parse(&format!(
+            r#"{{"package":"app","version":"1.2.3","sha256":"{}"}}"#,
+            H.to_uppercase()
+        ))
+        .unwrap();
         assert_eq!(c.package(), "app");
         assert_eq!(c.branch(), DEFAULT_BRANCH);
         assert_eq!(c.sha256().as_str(), H);
@@ -210,8 +218,10 @@ mod tests {
             ("package", "\"a/b\""),
             ("sha256", "\"abc\""),
         ] {
-            let mut m: Map<String, Value> =
-                serde_json::from_str(&format!(r#"{{"package":"app","version":"1","sha256":"{H}"}}"#)).unwrap();
+            let mut m: Map<String, Value> = serde_json::from_str(&format!(
+                r#"{{"package":"app","version":"1","sha256":"{H}"}}"#
+            ))
+            .unwrap();
             m.insert(key.into(), serde_json::from_str(val).unwrap());
             let err = Content::from_value(Value::Object(m)).unwrap_err();
             assert!(matches!(err, ContentError::Invalid { .. }), "{key}: {err}");

@@ -165,11 +165,7 @@ fn cmp_digits(a: &str, b: &str) -> Ordering {
 }
 
 fn check_ident(id: &str, text: &str) -> Result<(), VersionError> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(VersionError::BadIdent(text.to_owned()));
     }
     Ok(())
@@ -257,15 +253,23 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for bad in [
-            "", "v1.0", "1..2", ".1", "1.", "1.0-", "1.0-rc..1", "1.0+", "1.a", "1.0 ", "../1",
-            "1/2", "1.0-rc_1",
+            "",
+            "v1.0",
+            "1..2",
+            ".1",
+            "1.",
+            "1.0-",
+            "1.0-rc..1",
+            "1.0+",
+            "1.a",
+            "1.0 ",
+            "../1",
+            "1/2",
+            "1.0-rc_1",
         ] {
             assert!(Version::parse(bad).is_err(), "{bad:?} should be rejected");
         }
-        assert_eq!(
-            Version::parse(&"1".repeat(200)),
-            Err(VersionError::TooLong)
-        );
+        assert_eq!(Version::parse(&"1".repeat(200)), Err(VersionError::TooLong));
     }
 
     fn version_strategy() -> impl Strategy<Value = String> {

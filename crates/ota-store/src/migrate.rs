@@ -1,0 +1,115 @@
+//! Schema migrations: an ordered list, each with SQLite and PostgreSQL text.
+//!
+//! Applied in one transaction under a lock (`BEGIN IMMEDIATE` on SQLite, an
+//! advisory transaction lock on PostgreSQL), so several servers starting at
+//! once against one database apply each migration exactly once.
+
+use crate::catalogue::{Backend, StoreError};
+use sqlx::{AnyConnection, Executor, Row};
+
+struct Migration {
+    version: i64,
+    sqlite: &'static [&'static str],
+    postgres: &'static [&'static str],
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: &[
+        "CREATE TABLE ota (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            branch TEXT NOT NULL,
+            content TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            UNIQUE (name, branch, version))",
+        "CREATE INDEX ota_sha256 ON ota (sha256)",
+        "CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            key_id TEXT NOT NULL UNIQUE,
+            secret_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER)",
+        "CREATE TABLE catalogue_generation (id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)",
+        "INSERT INTO catalogue_generation (id, generation) VALUES (1, 0)",
+    ],
+    postgres: &[
+        "CREATE TABLE ota (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            branch TEXT NOT NULL,
+            content TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            UNIQUE (name, branch, version))",
+        "CREATE INDEX ota_sha256 ON ota (sha256)",
+        "CREATE TABLE api_keys (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            key_id TEXT NOT NULL UNIQUE,
+            secret_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            revoked_at BIGINT)",
+        "CREATE TABLE catalogue_generation (id BIGINT PRIMARY KEY, generation BIGINT NOT NULL)",
+        "INSERT INTO catalogue_generation (id, generation) VALUES (1, 0)",
+    ],
+}];
+
+/// Brings the schema up to date.
+pub(crate) async fn run(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    match backend {
+        Backend::Sqlite => conn.execute("BEGIN IMMEDIATE").await,
+        Backend::Postgres => conn.execute("BEGIN").await,
+    }
+    .map_err(|e| StoreError::db("starting migration", e))?;
+    let result = apply(conn, backend).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.execute(end).await;
+    result?;
+    ended.map_err(|e| StoreError::db("committing migration", e))?;
+    Ok(())
+}
+
+async fn apply(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        conn.execute("SELECT pg_advisory_xact_lock(7306711110)")
+            .await
+            .map_err(|e| StoreError::db("locking for migration", e))?;
+    }
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS ota_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(|e| StoreError::db("creating ota_schema", e))?;
+    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM ota_schema")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| StoreError::db("reading schema version", e))?;
+    let current: i64 = row
+        .try_get("v")
+        .map_err(|e| StoreError::db("reading schema version", e))?;
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let stmts = match backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        for stmt in stmts {
+            conn.execute(*stmt)
+                .await
+                .map_err(|e| StoreError::db(format!("migration {}", m.version), e))?;
+        }
+        sqlx::query("INSERT INTO ota_schema (version, applied_at) VALUES ($1, $2)")
+            .bind(m.version)
+            .bind(crate::catalogue::now())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::db("recording migration", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The storage suite, run against SQLite and (when `OTA_TEST_DATABASE_URL`
+//! is set) a real PostgreSQL server.
+
+use ota_store::{recover, BlobStore, Catalogue, NewEntry, PublishOutcome, StoreError};
+
+/// Runs `body` once per backend with a fresh catalogue URL.
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let url = Catalogue::sqlite_url_for(dir.path());
+                ($body)(url, dir.path().to_path_buf()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let dir = tempfile::tempdir().unwrap();
+                if let Some(url) = ota_store::testdb::fresh_postgres(stringify!($name))
+                    .await
+                    .unwrap()
+                {
+                    ($body)(url, dir.path().to_path_buf()).await;
+                }
+            }
+        }
+    };
+}
+
+fn entry(package: &str, branch: &str, version: &str, sha: &str) -> NewEntry {
+    NewEntry {
+        package: package.into(),
+        branch: branch.into(),
+        version: version.into(),
+        content: format!(
+            r#"{{"package":"{package}","branch":"{branch}","version":"{version}","sha256":"{sha}"}}"#
+        ),
+        sha256: sha.into(),
+        size: 5,
+    }
+}
+
+const H1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const H2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+both_backends!(
+    publish_identical_and_conflict,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let g0 = cat.generation().await.unwrap();
+        let e = entry("app", "main", "1.0.0", H1);
+        assert!(matches!(
+            cat.publish(&e).await.unwrap(),
+            PublishOutcome::Inserted(_)
+        ));
+        let g1 = cat.generation().await.unwrap();
+        assert!(g1 > g0);
+        // Same content with keys in another order is identical.
+        let mut same = e.clone();
+        same.content =
+            format!(r#"{{"sha256":"{H1}","version":"1.0.0","branch":"main","package":"app"}}"#);
+        assert!(matches!(
+            cat.publish(&same).await.unwrap(),
+            PublishOutcome::Identical(_)
+        ));
+        assert_eq!(
+            cat.generation().await.unwrap(),
+            g1,
+            "no-op publish does not invalidate"
+        );
+        let other = entry("app", "main", "1.0.0", H2);
+        match cat.publish(&other).await.unwrap() {
+            PublishOutcome::Conflict(existing) => assert_eq!(existing.sha256, H1),
+            o => panic!("expected conflict, got {o:?}"),
+        }
+        // Reopening (migrations already applied) keeps the data.
+        cat.close().await;
+        let cat = Catalogue::open(&url).await.unwrap();
+        assert_eq!(
+            cat.get("app", "main", "1.0.0")
+                .await
+                .unwrap()
+                .unwrap()
+                .sha256,
+            H1
+        );
+    }
+);
+
+both_backends!(
+    version_ordering_and_listing,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        for v in ["1.9.9", "1.10.0", "2.0.0-rc.1", "1.2"] {
+            cat.publish(&entry("app", "main", v, H1)).await.unwrap();
+        }
+        cat.publish(&entry("app", "beta", "3.0.0", H2))
+            .await
+            .unwrap();
+        cat.publish(&entry("zeta", "main", "1416913926", H2))
+            .await
+            .unwrap();
+        cat.publish(&entry("zeta", "main", "1416912639", H2))
+            .await
+            .unwrap();
+        let vs: Vec<_> = cat
+            .versions("app", "main")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(vs, ["1.2", "1.9.9", "1.10.0", "2.0.0-rc.1"]);
+        assert_eq!(
+            cat.max_version("app", "main")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            "2.0.0-rc.1"
+        );
+        assert_eq!(
+            cat.max_version("zeta", "main")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            "1416913926"
+        );
+        assert!(cat.max_version("app", "nope").await.unwrap().is_none());
+        assert!(cat.get("app", "main", "9").await.unwrap().is_none());
+        let pk = cat.packages().await.unwrap();
+        assert_eq!(pk.len(), 2);
+        assert_eq!(pk[0].name, "app");
+        assert_eq!(pk[0].branches, ["beta", "main"]);
+        assert_eq!(pk[0].versions, 5);
+        assert_eq!(cat.references(H2).await.unwrap(), 3);
+        assert_eq!(cat.all_hashes().await.unwrap().len(), 2);
+        let g = cat.generation().await.unwrap();
+        let gone = cat.delete("app", "main", "1.2").await.unwrap().unwrap();
+        assert_eq!(gone.version, "1.2");
+        assert!(cat.delete("app", "main", "1.2").await.unwrap().is_none());
+        assert!(cat.generation().await.unwrap() > g);
+    }
+);
+
+both_backends!(
+    concurrent_publishes_make_one_row,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let cat = cat.clone();
+            tasks.push(tokio::spawn(async move {
+                cat.publish(&entry("app", "main", "1.0.0", H1)).await
+            }));
+        }
+        let mut inserted = 0;
+        for t in tasks {
+            match t.await.unwrap().unwrap() {
+                PublishOutcome::Inserted(_) => inserted += 1,
+                PublishOutcome::Identical(_) => {}
+                o => panic!("unexpected {o:?}"),
+            }
+        }
+        assert_eq!(inserted, 1);
+        assert_eq!(cat.versions("app", "main").await.unwrap().len(), 1);
+    }
+);
+
+both_backends!(
+    concurrent_open_migrates_once,
+    |url: String, _dir| async move {
+        let (a, b) = tokio::join!(Catalogue::open(&url), Catalogue::open(&url));
+        a.unwrap();
+        b.unwrap();
+    }
+);
+
+both_backends!(api_keys, |url: String, _dir| async move {
+    let cat = Catalogue::open(&url).await.unwrap();
+    let token = cat.create_key("ci").await.unwrap();
+    assert!(matches!(
+        cat.create_key("ci").await,
+        Err(StoreError::KeyExists(_))
+    ));
+    assert_eq!(cat.verify_key(&token).await.unwrap().as_deref(), Some("ci"));
+    let mut wrong = token.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(cat.verify_key(&wrong).await.unwrap(), None);
+    assert_eq!(cat.verify_key("garbage").await.unwrap(), None);
+    let keys = cat.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(
+        token.contains(&keys[0].key_id),
+        "the listed id is the token's public part"
+    );
+    assert!(cat.revoke_key("ci").await.unwrap());
+    assert!(!cat.revoke_key("ci").await.unwrap());
+    assert_eq!(cat.verify_key(&token).await.unwrap(), None);
+    assert!(cat.list_keys().await.unwrap()[0].revoked_at.is_some());
+});
+
+both_backends!(
+    recovery_removes_orphans_only,
+    |url: String, dir: std::path::PathBuf| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let blobs = BlobStore::open(&dir).unwrap();
+        let kept = blobs.put_bytes(b"kept").unwrap();
+        let orphan = blobs.put_bytes(b"orphan").unwrap();
+        cat.publish(&entry("app", "main", "1", kept.hash.as_str()))
+            .await
+            .unwrap();
+        std::mem::forget(blobs.begin().unwrap()); // a crashed upload's temp file
+        assert_eq!(recover(&cat, &blobs).await.unwrap(), (1, 1));
+        assert!(blobs.contains(&kept.hash));
+        assert!(!blobs.contains(&orphan.hash));
+    }
+);
+
+#[tokio::test]
+async fn unsupported_url_is_a_clear_error() {
+    let err = Catalogue::open("mysql://x").await.unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported database URL"),
+        "{err}"
+    );
+}
