@@ -1,1 +1,162 @@
-fn main() {}
+//! `ota`: the command-line front end. Each subcommand parses its arguments,
+//! calls a library crate and prints the result.
+
+mod config;
+mod publish;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use config::Settings;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "ota", version, about = "Over-the-air update server and tools")]
+struct Cli {
+    /// TOML configuration file (also OTA_CONFIG); flags and OTA_* variables win over it.
+    #[arg(long, global = true, env = "OTA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the update server.
+    Serve(ServeArgs),
+    /// Manage publishers' API keys.
+    Keys {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Upload a package file with its content.json (PUT /update).
+    Publish(publish::PublishArgs),
+}
+
+/// Where the data lives (shared by `serve` and `keys`).
+#[derive(Args, Clone, Default)]
+pub struct StoreArgs {
+    /// Data directory [default: ./ota-data]
+    #[arg(long, env = "OTA_DATA", global = true)]
+    pub data: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://… [default: SQLite in the data directory]
+    #[arg(long, env = "OTA_DATABASE", global = true)]
+    pub database: Option<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "OTA_LISTEN")]
+    listen: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Largest accepted package file, e.g. 8GiB, 500MB, 1048576 [default: 8GiB]
+    #[arg(long, env = "OTA_MAX_UPLOAD")]
+    max_upload: Option<String>,
+    /// Public base URL put in `remote` (e.g. https://ota.example.com) [default: from the Host header]
+    #[arg(long, env = "OTA_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        /// A name to recognise the key by (e.g. the CI job).
+        name: String,
+    },
+    /// List keys (names, ids, dates; never secrets).
+    List,
+    /// Revoke a key by name.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OTA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let file = Settings::load(cli.config.as_deref())?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => rt.block_on(serve(file, args)),
+        Command::Keys { store, action } => rt.block_on(keys(file, store, action)),
+        Command::Publish(args) => rt.block_on(publish::run(file, args)),
+    }
+}
+
+async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
+    let config = file.server_config(&args.store, args.listen, args.max_upload, args.public_url)?;
+    let server = ota_server::Server::bind(config).await?;
+    let addr = server.local_addr()?;
+    println!("listening on http://{addr}");
+    server.run(ota_server::shutdown_signal()).await?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+async fn keys(file: Settings, store: StoreArgs, action: KeysAction) -> Result<()> {
+    let url = file.database_url(&store);
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(file.data_dir(&store))
+            .with_context(|| format!("creating {}", file.data_dir(&store).display()))?;
+    }
+    let catalogue = ota_store::Catalogue::open(&url).await?;
+    match action {
+        KeysAction::Create { name } => {
+            ota_core::name::check_name("key name", &name)?;
+            let token = catalogue.create_key(&name).await?;
+            println!("{token}");
+            eprintln!(
+                "API key {name:?} created. It is shown only now: store it in your CI secrets."
+            );
+        }
+        KeysAction::List => {
+            let keys = catalogue.list_keys().await?;
+            if keys.is_empty() {
+                eprintln!("no API keys; create one with `ota keys create NAME`");
+            }
+            for k in keys {
+                let state = match k.revoked_at {
+                    Some(t) => format!("revoked {}", config::iso8601(t)),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{:<24} ota_{}_…  created {}  {}",
+                    k.name,
+                    k.key_id,
+                    config::iso8601(k.created_at),
+                    state
+                );
+            }
+        }
+        KeysAction::Revoke { name } => {
+            if catalogue.revoke_key(&name).await? {
+                println!("revoked {name}");
+            } else {
+                anyhow::bail!("no active API key named {name:?}");
+            }
+        }
+    }
+    catalogue.close().await;
+    Ok(())
+}

@@ -173,6 +173,11 @@ impl BlobWriter {
         self.len
     }
 
+    /// The SHA-256 of what was written so far.
+    pub fn digest(&self) -> Sha256Hex {
+        Sha256Hex::from_hasher(self.hasher.clone())
+    }
+
     /// True when nothing was written.
     pub fn is_empty(&self) -> bool {
         self.len == 0

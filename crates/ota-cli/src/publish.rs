@@ -1,0 +1,168 @@
+//! `ota publish`: fill in content.json, then stream the file to `PUT /update`.
+
+use crate::config::Settings;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use futures_util::StreamExt;
+use ota_core::{Content, Sha256Hex};
+use serde_json::{Map, Value};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Arguments of `ota publish`.
+#[derive(Args)]
+pub struct PublishArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8080
+    #[arg(long, env = "OTA_SERVER")]
+    server: Option<String>,
+    /// API key (from `ota keys create`)
+    #[arg(long, env = "OTA_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// content.json to send; missing keys are filled from the flags and the file
+    #[arg(long)]
+    content: Option<PathBuf>,
+    /// Package name (when content.json lacks it)
+    #[arg(long)]
+    package: Option<String>,
+    /// Version (when content.json lacks it)
+    #[arg(long = "pkg-version")]
+    version: Option<String>,
+    /// Branch (when content.json lacks it) [default: main]
+    #[arg(long)]
+    branch: Option<String>,
+    /// The package file
+    file: PathBuf,
+}
+
+/// Fills `key` from a flag; a flag that contradicts content.json is an error.
+fn fill(map: &mut Map<String, Value>, key: &str, flag: Option<String>) -> Result<()> {
+    if let Some(flag) = flag {
+        match map.get(key) {
+            Some(Value::String(existing)) if *existing != flag => {
+                bail!("--{key} {flag:?} contradicts content.json's {key} {existing:?}")
+            }
+            _ => {
+                map.insert(key.into(), Value::String(flag));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the command.
+pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
+    let server = args.server.or(settings.publish.server).context(
+        "no server: pass --server URL (or OTA_SERVER, or [publish] server in the config)",
+    )?;
+    let key = args
+        .key
+        .or(settings.publish.key)
+        .context("no API key: pass --key KEY (or OTA_KEY, or [publish] key in the config)")?;
+    let mut map = match &args.content {
+        Some(path) => {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            match serde_json::from_slice(&text)
+                .with_context(|| format!("parsing {}", path.display()))?
+            {
+                Value::Object(m) => m,
+                _ => bail!("{} must hold a JSON object", path.display()),
+            }
+        }
+        None => Map::new(),
+    };
+    fill(&mut map, "package", args.package)?;
+    fill(&mut map, "version", args.version)?;
+    fill(&mut map, "branch", args.branch)?;
+
+    let path = args.file.clone();
+    let (sha, size) = tokio::task::spawn_blocking(move || -> Result<(Sha256Hex, u64)> {
+        let f =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let size = f.metadata()?.len();
+        Ok((
+            Sha256Hex::of_reader(std::io::BufReader::with_capacity(1 << 20, f))?,
+            size,
+        ))
+    })
+    .await??;
+    match map.get("sha256").and_then(Value::as_str) {
+        Some(declared) if !declared.eq_ignore_ascii_case(sha.as_str()) => bail!(
+            "content.json declares sha256 {declared} but {} hashes to {sha}",
+            args.file.display()
+        ),
+        _ => {
+            map.insert("sha256".into(), Value::String(sha.to_string()));
+        }
+    }
+    let content = Content::from_value(Value::Object(map)).context("content.json is not valid")?;
+
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("opening {}", args.file.display()))?;
+    let progress = bar.clone();
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+            if let (Some(bar), Ok(c)) = (&progress, chunk) {
+                bar.inc(c.len() as u64);
+            }
+        });
+    let file_name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "package".into());
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "content",
+            reqwest::multipart::Part::text(content.to_json())
+                .file_name("content.json")
+                .mime_str("application/json")?,
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
+                .file_name(file_name),
+        );
+    let url = format!("{}/update", server.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .with_context(|| format!("uploading to {url}"))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    match status.as_u16() {
+        200 => {
+            println!("{body}");
+            eprintln!(
+                "published {} {} on branch {} ({} bytes, sha256 {})",
+                content.package(),
+                content.version(),
+                content.branch(),
+                size,
+                sha
+            );
+            Ok(())
+        }
+        304 => bail!("the server received different bytes than were sent (SHA-256 mismatch); nothing was stored, retry"),
+        _ => bail!("the server refused the upload ({status}): {}", body.trim()),
+    }
+}

@@ -1,0 +1,90 @@
+//! The seed 003 API, exactly: `GET /maxVersion`, `GET /getVersion`,
+//! `PUT /update`. Errors are plain text; a hash mismatch on upload is `304`.
+
+use crate::error::{ApiError, PlainError};
+use crate::state::{valid_name, AppState};
+use crate::upload::{self, UploadError};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+
+/// Query of `/maxVersion` and `/getVersion`.
+#[derive(Deserialize)]
+pub struct VersionQuery {
+    package: Option<String>,
+    branch: Option<String>,
+    version: Option<String>,
+}
+
+fn required<'a>(v: &'a Option<String>, what: &'static str) -> Result<&'a str, ApiError> {
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("missing query parameter '{what}'")))
+}
+
+fn json(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn query(
+    q: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<VersionQuery, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+}
+
+/// `GET /maxVersion?package=&branch=`: the content.json of the highest version.
+pub async fn max_version(
+    State(state): State<AppState>,
+    q: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PlainError> {
+    let q = query(q)?;
+    let package = required(&q.package, "package")?;
+    let branch = required(&q.branch, "branch")?;
+    valid_name("package", package)?;
+    valid_name("branch", branch)?;
+    let view = state.branch_view(package, branch).await?;
+    match &view.max {
+        Some(body) => Ok(json(body.clone())),
+        None => {
+            Err(ApiError::not_found(format!("no versions of {package} on branch {branch}")).into())
+        }
+    }
+}
+
+/// `GET /getVersion?package=&branch=&version=`: one version's content.json.
+pub async fn get_version(
+    State(state): State<AppState>,
+    q: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PlainError> {
+    let q = query(q)?;
+    let package = required(&q.package, "package")?;
+    let branch = required(&q.branch, "branch")?;
+    let version = required(&q.version, "version")?;
+    valid_name("package", package)?;
+    valid_name("branch", branch)?;
+    ota_core::Version::parse(version).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let view = state.branch_view(package, branch).await?;
+    match view.by_version.get(version) {
+        Some(body) => Ok(json(body.clone())),
+        None => Err(ApiError::not_found(format!(
+            "{package} {version} is not published on branch {branch}"
+        ))
+        .into()),
+    }
+}
+
+/// `PUT /update`: multipart `content` + `file`, `Authorization: Bearer KEY`.
+pub async fn update(State(state): State<AppState>, req: Request) -> Response {
+    match upload::receive(&state, req).await {
+        Ok(done) => json(Bytes::from(done.content)),
+        Err(UploadError::HashMismatch(msg)) => {
+            tracing::warn!("upload refused: {msg}");
+            // The seed's contract: 304, nothing stored. A 304 has no body.
+            StatusCode::NOT_MODIFIED.into_response()
+        }
+        Err(UploadError::Api(e)) => e.into_plain(),
+    }
+}

@@ -1,0 +1,87 @@
+//! Shared server state and the operations handlers build on.
+
+use crate::cache::{BranchView, VersionCache};
+use crate::error::ApiError;
+use axum::http::HeaderMap;
+use ota_core::name::check_name;
+use ota_store::{BlobStore, Catalogue};
+use std::sync::Arc;
+
+/// Everything a handler needs; cloned per request (cheap: `Arc`s inside).
+#[derive(Clone)]
+pub struct AppState {
+    /// The catalogue.
+    pub catalogue: Catalogue,
+    /// The blob store.
+    pub blobs: BlobStore,
+    /// Hot answers.
+    pub cache: Arc<VersionCache>,
+    /// Serialises "store blob + write row" and "delete row + remove blob" so a
+    /// delete never removes a blob a concurrent publish is about to reference.
+    pub write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Largest accepted package file, in bytes.
+    pub max_upload: u64,
+    /// Base URL for `remote` (e.g. `https://ota.example.com`); when `None`,
+    /// taken from the request's `Host` header.
+    pub public_url: Option<String>,
+}
+
+impl AppState {
+    /// The view of one package branch, from the cache or the catalogue.
+    pub async fn branch_view(
+        &self,
+        package: &str,
+        branch: &str,
+    ) -> Result<Arc<BranchView>, ApiError> {
+        let (cached, epoch) = self.cache.get(package, branch);
+        if let Some(view) = cached {
+            return Ok(view);
+        }
+        let entries = self.catalogue.versions(package, branch).await?;
+        let view = Arc::new(BranchView::from_sorted(entries));
+        self.cache.insert(package, branch, epoch, view.clone());
+        Ok(view)
+    }
+
+    /// Checks `Authorization: Bearer KEY`; returns the key's name.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("missing 'Authorization: Bearer KEY' header"))?;
+        self.catalogue
+            .verify_key(token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))
+    }
+
+    /// The download URL of a blob, for `remote`.
+    pub fn download_url(&self, headers: &HeaderMap, sha256: &str) -> String {
+        let base = match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let host = headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                let proto = headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|p| *p == "https")
+                    .unwrap_or("http");
+                format!("{proto}://{host}")
+            }
+        };
+        format!("{base}/otafiles/{sha256}")
+    }
+}
+
+/// Validates a package or branch name from a request.
+pub fn valid_name(what: &'static str, value: &str) -> Result<(), ApiError> {
+    check_name(what, value).map_err(|e| ApiError::bad_request(e.to_string()))
+}
