@@ -4,21 +4,39 @@
 use crate::error::{ApiError, PlainError};
 use crate::state::{valid_name, AppState};
 use crate::upload::{self, UploadError};
-use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
+use std::borrow::Cow;
 
-/// Query of `/maxVersion` and `/getVersion`.
-#[derive(Deserialize)]
-pub struct VersionQuery {
-    package: Option<String>,
-    branch: Option<String>,
-    version: Option<String>,
+/// Query of `/maxVersion` and `/getVersion`, borrowed from the URI when it
+/// has no escapes (the common case: this is the hottest path of the server).
+#[derive(Default)]
+pub struct VersionQuery<'a> {
+    package: Option<Cow<'a, str>>,
+    branch: Option<Cow<'a, str>>,
+    version: Option<Cow<'a, str>>,
 }
 
-fn required<'a>(v: &'a Option<String>, what: &'static str) -> Result<&'a str, ApiError> {
+impl<'a> VersionQuery<'a> {
+    /// Parses `application/x-www-form-urlencoded` query text; later
+    /// repetitions of a key win, unknown keys are ignored.
+    pub fn parse(query: &'a str) -> Self {
+        let mut q = VersionQuery::default();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "package" => q.package = Some(v),
+                "branch" => q.branch = Some(v),
+                "version" => q.version = Some(v),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+fn required<'a>(v: &'a Option<Cow<'_, str>>, what: &'static str) -> Result<&'a str, ApiError> {
     v.as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request(format!("missing query parameter '{what}'")))
@@ -28,19 +46,9 @@ fn json(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn query(
-    q: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<VersionQuery, ApiError> {
-    q.map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
-}
-
 /// `GET /maxVersion?package=&branch=`: the content.json of the highest version.
-pub async fn max_version(
-    State(state): State<AppState>,
-    q: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, PlainError> {
-    let q = query(q)?;
+pub async fn max_version(State(state): State<AppState>, uri: Uri) -> Result<Response, PlainError> {
+    let q = VersionQuery::parse(uri.query().unwrap_or_default());
     let package = required(&q.package, "package")?;
     let branch = required(&q.branch, "branch")?;
     valid_name("package", package)?;
@@ -55,11 +63,8 @@ pub async fn max_version(
 }
 
 /// `GET /getVersion?package=&branch=&version=`: one version's content.json.
-pub async fn get_version(
-    State(state): State<AppState>,
-    q: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, PlainError> {
-    let q = query(q)?;
+pub async fn get_version(State(state): State<AppState>, uri: Uri) -> Result<Response, PlainError> {
+    let q = VersionQuery::parse(uri.query().unwrap_or_default());
     let package = required(&q.package, "package")?;
     let branch = required(&q.branch, "branch")?;
     let version = required(&q.version, "version")?;

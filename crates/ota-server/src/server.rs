@@ -7,6 +7,7 @@ use crate::{api_v1, download, legacy};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
 use axum::Router;
 use ota_store::{BlobStore, Catalogue, DataDirLock};
 use std::future::Future;
@@ -142,7 +143,11 @@ impl Server {
         let state = self.state.clone();
         let poller = tokio::spawn(poll_generation(state.clone(), self.poll));
         let app = Self::router(state.clone());
-        let result = axum::serve(self.listener, app)
+        // Small answers go out at once, as nginx's tcp_nodelay does.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");
