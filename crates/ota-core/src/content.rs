@@ -236,7 +236,7 @@ mod tests {
             parse(r#"{"version":"1","sha256":"x"}"#).unwrap_err(),
             ContentError::Missing("package")
         );
-        let deep = format!("{}{}", "[".repeat(100_00), "]".repeat(100_00));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(matches!(parse(&deep).unwrap_err(), ContentError::Syntax(_)));
         let huge = format!(r#"{{"package":"{}"}}"#, "a".repeat(MAX_CONTENT_BYTES));
         assert_eq!(parse(&huge).unwrap_err(), ContentError::TooLarge);
