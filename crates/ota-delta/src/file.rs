@@ -1,0 +1,396 @@
+//! Whole-file diff and patch: format choice, hashing, memory maps, and the
+//! write-to-temporary-then-rename discipline.
+
+use crate::error::{DeltaError, Result};
+use crate::format::{self, Codec, Header, HEADER_LEN};
+use crate::matcher::{self, SuffixArray};
+use crate::{bsdiff40, tree};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+/// Which patch format to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `OTADIFF1`: zstd, hashes of both sides, streamable.
+    Otadiff,
+    /// `BSDIFF40`: classic bsdiff 4.x (bzip2), for stock tools.
+    Bsdiff40,
+}
+
+/// Diff settings.
+#[derive(Clone, Copy, Debug)]
+pub struct DiffOptions {
+    /// Patch format.
+    pub format: Format,
+    /// Threads for suffix sorting, scanning and compression.
+    pub threads: usize,
+    /// zstd level for `OTADIFF1`.
+    pub level: i32,
+    /// zstd window log (0 = level default).
+    pub window_log: u32,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            format: Format::Otadiff,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            level: 19,
+            window_log: 0,
+        }
+    }
+}
+
+/// Largest OLD or NEW accepted, in bytes (the 64-bit suffix array needs
+/// about 8 bytes of memory per byte of OLD past 2 GiB).
+pub const MAX_INPUT: u64 = 4 << 30;
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Diffs two byte slices into `out`.
+pub fn diff_bytes(old: &[u8], new: &[u8], opts: &DiffOptions, out: impl Write) -> Result<()> {
+    for (what, len) in [("old", old.len()), ("new", new.len())] {
+        if len as u64 > MAX_INPUT {
+            return Err(DeltaError::TooLarge(format!(
+                "the {what} input is {len} bytes; the limit is {MAX_INPUT} bytes (4 GiB)"
+            )));
+        }
+    }
+    let threads = opts.threads.max(1);
+    let ((sa, old_sha), new_sha) = rayon::join(
+        || rayon::join(|| SuffixArray::build(old, threads), || sha256(old)),
+        || sha256(new),
+    );
+    let sa = sa?;
+    // Enough chunks to keep every thread busy, few enough to cost little.
+    let chunk = (new.len() / (threads * 4)).max(1 << 20);
+    let ops = matcher::diff_ops(&sa, old, new, chunk);
+    drop(sa);
+    match opts.format {
+        Format::Otadiff => {
+            let header = Header {
+                old_size: old.len() as u64,
+                new_size: new.len() as u64,
+                old_sha256: old_sha,
+                new_sha256: new_sha,
+            };
+            let codec = Codec {
+                level: opts.level,
+                workers: if threads > 1 { threads as u32 } else { 0 },
+                window_log: opts.window_log,
+            };
+            format::encode(&header, old, new, &ops, codec, out)
+        }
+        Format::Bsdiff40 => bsdiff40::encode(old, new, &ops, out),
+    }
+}
+
+/// Applies a patch of any file format to `old`, writing NEW to `out`.
+/// For `OTADIFF1` the source and the result are checked against the
+/// patch's hashes; a wrong source is refused before anything is written.
+pub fn patch_bytes(old: &[u8], patch: impl Read, out: &mut impl Write) -> Result<Format> {
+    let mut patch = patch;
+    let mut magic = [0u8; 8];
+    patch
+        .read_exact(&mut magic)
+        .map_err(|e| DeltaError::corrupt(format!("patch too short ({e})")))?;
+    match &magic {
+        m if m == format::MAGIC => {
+            let mut h = [0u8; HEADER_LEN];
+            h[..8].copy_from_slice(&magic);
+            patch
+                .read_exact(&mut h[8..])
+                .map_err(|e| DeltaError::corrupt(format!("truncated header ({e})")))?;
+            let header = Header::parse(&h)?;
+            check_source(&header, old)?;
+            let got = format::decode(&header, old, patch, out)?;
+            if got != header.new_sha256 {
+                return Err(DeltaError::WrongResult {
+                    what: "the new file".into(),
+                    expected: hex(&header.new_sha256),
+                    actual: hex(&got),
+                });
+            }
+            Ok(Format::Otadiff)
+        }
+        m if m == bsdiff40::MAGIC => {
+            let mut all = magic.to_vec();
+            patch
+                .read_to_end(&mut all)
+                .map_err(|e| DeltaError::io("reading the patch", e))?;
+            bsdiff40::decode(old, &all, out)?;
+            Ok(Format::Bsdiff40)
+        }
+        m if m == tree::MAGIC => Err(DeltaError::corrupt(
+            "this is a directory-tree patch: apply it to a directory",
+        )),
+        m => Err(DeltaError::UnknownFormat(
+            String::from_utf8_lossy(m).into_owned(),
+        )),
+    }
+}
+
+fn check_source(header: &Header, old: &[u8]) -> Result<()> {
+    if old.len() as u64 != header.old_size {
+        return Err(DeltaError::WrongSource {
+            what: "the old file".into(),
+            expected: format!("{} ({} bytes)", hex(&header.old_sha256), header.old_size),
+            actual: format!("a {}-byte file", old.len()),
+        });
+    }
+    let actual = sha256(old);
+    if actual != header.old_sha256 {
+        return Err(DeltaError::WrongSource {
+            what: "the old file".into(),
+            expected: hex(&header.old_sha256),
+            actual: hex(&actual),
+        });
+    }
+    Ok(())
+}
+
+/// A read-only view of a whole file (memory-mapped when non-empty).
+pub struct Mapped {
+    map: Option<memmap2::Mmap>,
+}
+
+impl Mapped {
+    /// Maps `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let f = File::open(path)
+            .map_err(|e| DeltaError::io(format!("opening {}", path.display()), e))?;
+        let len = f
+            .metadata()
+            .map_err(|e| DeltaError::io(format!("reading {}", path.display()), e))?
+            .len();
+        if len == 0 {
+            return Ok(Mapped { map: None });
+        }
+        // SAFETY: the map is read-only; a file changed underneath by another
+        // process can give wrong bytes, which the hashes then catch.
+        let map = unsafe { memmap2::Mmap::map(&f) }
+            .map_err(|e| DeltaError::io(format!("mapping {}", path.display()), e))?;
+        Ok(Mapped { map: Some(map) })
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Creates a temporary file beside `dest` (same file system, for the rename).
+pub(crate) fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".ota-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| DeltaError::io(format!("creating a temporary file in {}", dir.display()), e))
+}
+
+/// Diffs two files into a patch file (written whole or not at all).
+pub fn diff_files(old: &Path, new: &Path, patch: &Path, opts: &DiffOptions) -> Result<()> {
+    let (o, n) = (Mapped::open(old)?, Mapped::open(new)?);
+    let tmp = temp_beside(patch)?;
+    let mut w = BufWriter::with_capacity(1 << 20, tmp);
+    diff_bytes(o.bytes(), n.bytes(), opts, &mut w)?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| DeltaError::io("writing the patch", e.into_error()))?;
+    persist(tmp, patch)
+}
+
+/// Applies a patch file to `old`, writing `new` only if the result verifies.
+/// The new file gets the old file's permissions.
+pub fn patch_file(old: &Path, patch: &Path, new: &Path) -> Result<Format> {
+    let o = Mapped::open(old)?;
+    let p =
+        File::open(patch).map_err(|e| DeltaError::io(format!("opening {}", patch.display()), e))?;
+    let tmp = temp_beside(new)?;
+    let mut w = BufWriter::with_capacity(1 << 20, tmp);
+    let format = patch_bytes(o.bytes(), BufReader::with_capacity(1 << 20, p), &mut w)?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| DeltaError::io("writing the result", e.into_error()))?;
+    if let Ok(meta) = std::fs::metadata(old) {
+        let _ = tmp.as_file().set_permissions(meta.permissions());
+    }
+    persist(tmp, new)?;
+    Ok(format)
+}
+
+/// fsyncs and renames a finished temporary file into place.
+pub(crate) fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> Result<()> {
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| DeltaError::io(format!("syncing {}", dest.display()), e))?;
+    tmp.persist(dest)
+        .map_err(|e| DeltaError::io(format!("renaming into {}", dest.display()), e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip(old: &[u8], new: &[u8], format: Format) -> Vec<u8> {
+        let opts = DiffOptions {
+            format,
+            threads: 2,
+            level: 3,
+            window_log: 0,
+        };
+        let mut patch = Vec::new();
+        diff_bytes(old, new, &opts, &mut patch).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(patch_bytes(old, &patch[..], &mut out).unwrap(), format);
+        out
+    }
+
+    fn mutate(old: &[u8], edits: &[(u32, u8)]) -> Vec<u8> {
+        let mut new = old.to_vec();
+        for &(at, b) in edits {
+            if new.is_empty() {
+                new.push(b);
+                continue;
+            }
+            let i = at as usize % new.len();
+            match b % 4 {
+                0 => new[i] = b,
+                1 => new.insert(i, b),
+                2 => {
+                    new.remove(i);
+                }
+                _ => {
+                    let end = (i + 100).min(new.len());
+                    let block = new[i..end].to_vec();
+                    new.extend_from_slice(&block);
+                }
+            }
+        }
+        new
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_pairs_roundtrip(old in prop::collection::vec(any::<u8>(), 0..4000), new in prop::collection::vec(any::<u8>(), 0..4000)) {
+            prop_assert_eq!(roundtrip(&old, &new, Format::Otadiff), new.clone());
+            prop_assert_eq!(roundtrip(&old, &new, Format::Bsdiff40), new);
+        }
+
+        #[test]
+        fn mutated_pairs_roundtrip(old in prop::collection::vec(0u8..8, 0..20000), edits in prop::collection::vec((any::<u32>(), any::<u8>()), 0..40)) {
+            let new = mutate(&old, &edits);
+            prop_assert_eq!(roundtrip(&old, &new, Format::Otadiff), new.clone());
+            prop_assert_eq!(roundtrip(&old, &new, Format::Bsdiff40), new);
+        }
+    }
+
+    #[test]
+    fn large_groups_and_identical_files() {
+        let old: Vec<u8> = (0..9_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 20) as u8)
+            .collect();
+        assert_eq!(roundtrip(&old, &old, Format::Otadiff), old);
+        let mut new = old.clone();
+        new[4_500_000] ^= 1;
+        new.extend(std::iter::repeat_n(7u8, 5_000_000));
+        assert_eq!(roundtrip(&old, &new, Format::Otadiff), new);
+    }
+
+    #[test]
+    fn wrong_source_is_refused_before_writing() {
+        let old = b"the quick brown fox jumps over the lazy dog".repeat(100);
+        let new = b"the quick brown cat jumps over the lazy dog".repeat(100);
+        let mut patch = Vec::new();
+        diff_bytes(&old, &new, &DiffOptions::default(), &mut patch).unwrap();
+        let mut wrong = old.clone();
+        wrong[10] ^= 1;
+        let mut out = Vec::new();
+        let err = patch_bytes(&wrong, &patch[..], &mut out).unwrap_err();
+        assert!(matches!(err, DeltaError::WrongSource { .. }), "{err}");
+        assert!(out.is_empty());
+        let err = patch_bytes(&old[1..], &patch[..], &mut out).unwrap_err();
+        assert!(matches!(err, DeltaError::WrongSource { .. }), "{err}");
+    }
+
+    #[test]
+    fn damaged_patches_are_errors_not_panics() {
+        let old = b"abcdefghij".repeat(1000);
+        let mut new = old.clone();
+        new[500] = b'X';
+        for format in [Format::Otadiff, Format::Bsdiff40] {
+            let opts = DiffOptions {
+                format,
+                ..DiffOptions::default()
+            };
+            let mut patch = Vec::new();
+            diff_bytes(&old, &new, &opts, &mut patch).unwrap();
+            for cut in [0, 5, 8, 40, 95, 96, patch.len() / 2, patch.len() - 1] {
+                let mut out = Vec::new();
+                assert!(
+                    patch_bytes(&old, &patch[..cut], &mut out).is_err(),
+                    "{format:?} cut at {cut}"
+                );
+            }
+            for i in (0..patch.len()).step_by(7) {
+                let mut bad = patch.clone();
+                bad[i] ^= 0x5a;
+                let mut out = Vec::new();
+                // Either an error, or (BSDIFF40 has no checksum) some output.
+                let _ = patch_bytes(&old, &bad[..], &mut out);
+                if format == Format::Otadiff && patch_bytes(&old, &bad[..], &mut Vec::new()).is_ok()
+                {
+                    panic!("a damaged OTADIFF1 patch at byte {i} verified");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        assert!(matches!(
+            patch_bytes(&old, &b"GARBAGE!xx"[..], &mut out),
+            Err(DeltaError::UnknownFormat(_))
+        ));
+    }
+
+    #[test]
+    fn huge_declared_sizes_do_not_allocate() {
+        // A BSDIFF40 header claiming exabytes, and an OTADIFF1 group claiming 2^60 bytes.
+        let mut p = b"BSDIFF40".to_vec();
+        p.extend_from_slice(&offt(1 << 62));
+        p.extend_from_slice(&offt(1 << 62));
+        p.extend_from_slice(&offt(1 << 62));
+        assert!(patch_bytes(b"", &p[..], &mut Vec::new()).is_err());
+
+        let h = Header {
+            old_size: 0,
+            new_size: u64::MAX,
+            old_sha256: sha256(b""),
+            new_sha256: [0; 32],
+        };
+        let mut body = Vec::new();
+        crate::varint::put(&mut body, 1);
+        crate::varint::put(&mut body, 1 << 60);
+        crate::varint::put(&mut body, 0);
+        let mut patch = h.to_bytes().to_vec();
+        patch.extend(zstd::encode_all(&body[..], 1).unwrap());
+        let err = patch_bytes(b"", &patch[..], &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+    }
+
+    fn offt(x: i64) -> [u8; 8] {
+        x.to_le_bytes()
+    }
+}

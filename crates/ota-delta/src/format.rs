@@ -1,0 +1,341 @@
+//! The `OTADIFF1` patch format.
+//!
+//! ```text
+//! offset size
+//!  0      8   magic "OTADIFF1" (the digit is the format version)
+//!  8      8   size of OLD, u64 little-endian
+//! 16      8   size of NEW, u64 little-endian
+//! 24     32   SHA-256 of OLD
+//! 56     32   SHA-256 of NEW
+//! 88      1   codec: 1 = zstd
+//! 89      7   reserved, zero
+//! 96      …   one zstd stream of groups, then an empty group (n_ops = 0)
+//!
+//! group = varint n_ops, varint diff_total, varint extra_total,
+//!         n_ops × (varint diff_len, varint extra_len, zigzag-varint old_seek),
+//!         diff_total bytes of (NEW − OLD) byte-wise, extra_total literal bytes
+//! ```
+//!
+//! `old_seek` moves the OLD cursor (which starts at 0 and advances by each
+//! `diff_len`) before the op's diff region. Separating each group's control,
+//! difference and literal bytes lets the compressor model each kind; groups
+//! keep the patch readable front to back with one bounded buffer, so it can
+//! be applied while it downloads.
+
+use crate::error::{DeltaError, Result};
+use crate::matcher::Op;
+use crate::varint;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+
+/// Magic of the format.
+pub const MAGIC: &[u8; 8] = b"OTADIFF1";
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 96;
+/// Bytes of NEW per group written by the encoder.
+pub const GROUP_TARGET: u64 = 4 << 20;
+/// Largest group the decoder accepts (bounds its memory).
+pub const GROUP_MAX: u64 = 16 << 20;
+/// Most ops per group the decoder accepts.
+pub const OPS_MAX: u64 = 1 << 20;
+/// Largest zstd window the decoder accepts (2^27 = 128 MiB).
+pub const WINDOW_LOG_MAX: u32 = 27;
+
+/// The fixed header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Size of OLD.
+    pub old_size: u64,
+    /// Size of NEW.
+    pub new_size: u64,
+    /// SHA-256 of OLD.
+    pub old_sha256: [u8; 32],
+    /// SHA-256 of NEW.
+    pub new_sha256: [u8; 32],
+}
+
+impl Header {
+    /// Serialises the header.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[..8].copy_from_slice(MAGIC);
+        h[8..16].copy_from_slice(&self.old_size.to_le_bytes());
+        h[16..24].copy_from_slice(&self.new_size.to_le_bytes());
+        h[24..56].copy_from_slice(&self.old_sha256);
+        h[56..88].copy_from_slice(&self.new_sha256);
+        h[88] = 1;
+        h
+    }
+
+    /// Parses and checks a header.
+    pub fn parse(h: &[u8; HEADER_LEN]) -> Result<Self> {
+        if &h[..8] != MAGIC {
+            return Err(DeltaError::corrupt("not an OTADIFF1 patch"));
+        }
+        if h[88] != 1 {
+            return Err(DeltaError::corrupt(format!("unknown codec {}", h[88])));
+        }
+        if h[89..].iter().any(|&b| b != 0) {
+            return Err(DeltaError::corrupt("reserved header bytes are not zero"));
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
+        let mut old_sha256 = [0u8; 32];
+        let mut new_sha256 = [0u8; 32];
+        old_sha256.copy_from_slice(&h[24..56]);
+        new_sha256.copy_from_slice(&h[56..88]);
+        Ok(Header {
+            old_size: u64_at(8),
+            new_size: u64_at(16),
+            old_sha256,
+            new_sha256,
+        })
+    }
+}
+
+/// zstd settings for the patch body.
+#[derive(Clone, Copy, Debug)]
+pub struct Codec {
+    /// zstd level (1–22).
+    pub level: i32,
+    /// zstd worker threads (0 = single-threaded).
+    pub workers: u32,
+    /// Window log (0 = the level's default); capped at [`WINDOW_LOG_MAX`].
+    pub window_log: u32,
+}
+
+/// Writes header and body for `ops` (which must cover NEW exactly).
+pub fn encode(
+    header: &Header,
+    old: &[u8],
+    new: &[u8],
+    ops: &[Op],
+    codec: Codec,
+    out: impl Write,
+) -> Result<()> {
+    let mut out = out;
+    out.write_all(&header.to_bytes())
+        .map_err(|e| DeltaError::io("writing the patch header", e))?;
+    let mut z = zstd::stream::write::Encoder::new(out, codec.level)
+        .map_err(|e| DeltaError::io("starting zstd", e))?;
+    let zerr = |e| DeltaError::io("configuring zstd", e);
+    if codec.workers > 0 {
+        z.multithread(codec.workers).map_err(zerr)?;
+    }
+    if codec.window_log > 0 {
+        z.window_log(codec.window_log.min(WINDOW_LOG_MAX))
+            .map_err(zerr)?;
+    }
+    z.include_checksum(false).map_err(zerr)?;
+    z.set_pledged_src_size(None).map_err(zerr)?;
+
+    // Split ops so that no group exceeds GROUP_TARGET bytes of NEW.
+    let mut pieces: Vec<Op> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let mut o = *op;
+        while o.diff_len > GROUP_TARGET {
+            pieces.push(Op {
+                old_pos: o.old_pos,
+                diff_len: GROUP_TARGET,
+                extra_len: 0,
+            });
+            o.old_pos += GROUP_TARGET;
+            o.diff_len -= GROUP_TARGET;
+        }
+        while o.extra_len > GROUP_TARGET {
+            pieces.push(Op {
+                old_pos: o.old_pos,
+                diff_len: o.diff_len,
+                extra_len: GROUP_TARGET,
+            });
+            o.old_pos += o.diff_len;
+            o.diff_len = 0;
+            o.extra_len -= GROUP_TARGET;
+        }
+        pieces.push(o);
+    }
+
+    let mut new_at = 0usize;
+    let mut old_cursor = 0u64;
+    let mut ctrl = Vec::new();
+    let mut diff = Vec::new();
+    let mut i = 0;
+    while i < pieces.len() {
+        let start = i;
+        let mut bytes = 0u64;
+        while i < pieces.len()
+            && (i == start || bytes + pieces[i].diff_len + pieces[i].extra_len <= GROUP_TARGET)
+        {
+            bytes += pieces[i].diff_len + pieces[i].extra_len;
+            i += 1;
+        }
+        let group = &pieces[start..i];
+        ctrl.clear();
+        diff.clear();
+        let diff_total: u64 = group.iter().map(|o| o.diff_len).sum();
+        let extra_total: u64 = group.iter().map(|o| o.extra_len).sum();
+        varint::put(&mut ctrl, group.len() as u64);
+        varint::put(&mut ctrl, diff_total);
+        varint::put(&mut ctrl, extra_total);
+        let mut extras: Vec<(usize, usize)> = Vec::with_capacity(group.len());
+        for o in group {
+            varint::put(&mut ctrl, o.diff_len);
+            varint::put(&mut ctrl, o.extra_len);
+            let seek = if o.diff_len > 0 {
+                o.old_pos as i64 - old_cursor as i64
+            } else {
+                0
+            };
+            varint::put_signed(&mut ctrl, seek);
+            let (d, n0) = (o.diff_len as usize, new_at);
+            if d > 0 {
+                let op = o.old_pos as usize;
+                diff.extend(
+                    new[n0..n0 + d]
+                        .iter()
+                        .zip(&old[op..op + d])
+                        .map(|(n, o)| n.wrapping_sub(*o)),
+                );
+                old_cursor = o.old_pos + o.diff_len;
+            }
+            extras.push((n0 + d, o.extra_len as usize));
+            new_at = n0 + d + o.extra_len as usize;
+        }
+        let werr = |e| DeltaError::io("writing the patch", e);
+        z.write_all(&ctrl).map_err(werr)?;
+        z.write_all(&diff).map_err(werr)?;
+        for (at, len) in extras {
+            z.write_all(&new[at..at + len]).map_err(werr)?;
+        }
+    }
+    if new_at != new.len() {
+        return Err(DeltaError::corrupt(format!(
+            "internal: ops cover {new_at} of {} bytes",
+            new.len()
+        )));
+    }
+    let mut end = Vec::new();
+    varint::put(&mut end, 0);
+    varint::put(&mut end, 0);
+    varint::put(&mut end, 0);
+    z.write_all(&end)
+        .map_err(|e| DeltaError::io("writing the patch", e))?;
+    let mut out = z
+        .finish()
+        .map_err(|e| DeltaError::io("finishing zstd", e))?;
+    out.flush()
+        .map_err(|e| DeltaError::io("flushing the patch", e))?;
+    Ok(())
+}
+
+/// Reads the body after `header` from `body`, writing NEW to `out`; returns
+/// the SHA-256 of what was written. Memory: one group (≤ [`GROUP_MAX`]) plus
+/// the zstd window (≤ 2^[`WINDOW_LOG_MAX`]).
+pub fn decode(
+    header: &Header,
+    old: &[u8],
+    body: impl Read,
+    out: &mut impl Write,
+) -> Result<[u8; 32]> {
+    if old.len() as u64 != header.old_size {
+        return Err(DeltaError::corrupt(format!(
+            "old size {} differs from the patch's {}",
+            old.len(),
+            header.old_size
+        )));
+    }
+    let mut z =
+        zstd::stream::read::Decoder::new(body).map_err(|e| DeltaError::io("starting zstd", e))?;
+    z.window_log_max(WINDOW_LOG_MAX)
+        .map_err(|e| DeltaError::io("configuring zstd", e))?;
+    let mut hasher = Sha256::new();
+    let mut written = 0u64;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut diff: Vec<u8> = Vec::new();
+    let mut ops: Vec<(u64, u64, u64)> = Vec::new();
+    let mut old_cursor: u64 = 0;
+    let zread = |z: &mut dyn Read, b: &mut [u8]| -> Result<()> {
+        z.read_exact(b)
+            .map_err(|e| DeltaError::corrupt(format!("truncated or damaged patch body ({e})")))
+    };
+    loop {
+        let n_ops = varint::get(&mut z)?;
+        let diff_total = varint::get(&mut z)?;
+        let extra_total = varint::get(&mut z)?;
+        if n_ops == 0 {
+            if diff_total != 0 || extra_total != 0 {
+                return Err(DeltaError::corrupt("end marker with data"));
+            }
+            break;
+        }
+        if n_ops > OPS_MAX || diff_total.saturating_add(extra_total) > GROUP_MAX {
+            return Err(DeltaError::corrupt(format!(
+                "group too large ({n_ops} ops, {} bytes)",
+                diff_total.saturating_add(extra_total)
+            )));
+        }
+        let group_len = diff_total + extra_total;
+        if written + group_len > header.new_size {
+            return Err(DeltaError::corrupt(
+                "patch produces more than the declared size",
+            ));
+        }
+        ops.clear();
+        let (mut sum_d, mut sum_e) = (0u64, 0u64);
+        for _ in 0..n_ops {
+            let d = varint::get(&mut z)?;
+            let e = varint::get(&mut z)?;
+            let seek = varint::get_signed(&mut z)?;
+            sum_d = sum_d.saturating_add(d);
+            sum_e = sum_e.saturating_add(e);
+            let pos = if d > 0 {
+                let p = old_cursor as i128 + seek as i128;
+                if p < 0 || p as u128 + d as u128 > old.len() as u128 {
+                    return Err(DeltaError::corrupt("op reads outside the old file"));
+                }
+                old_cursor = p as u64 + d;
+                p as u64
+            } else {
+                0
+            };
+            ops.push((pos, d, e));
+        }
+        if sum_d != diff_total || sum_e != extra_total {
+            return Err(DeltaError::corrupt("group sizes do not add up"));
+        }
+        diff.resize(diff_total as usize, 0);
+        zread(&mut z, &mut diff)?;
+        buf.resize(group_len as usize, 0);
+        let (mut at, mut d_at) = (0usize, 0usize);
+        for &(pos, d, e) in &ops {
+            let (d, e, pos) = (d as usize, e as usize, pos as usize);
+            for ((o, x), src) in buf[at..at + d]
+                .iter_mut()
+                .zip(&diff[d_at..d_at + d])
+                .zip(&old[pos..pos + d])
+            {
+                *o = x.wrapping_add(*src);
+            }
+            at += d;
+            d_at += d;
+            zread(&mut z, &mut buf[at..at + e])?;
+            at += e;
+        }
+        hasher.update(&buf);
+        out.write_all(&buf)
+            .map_err(|e| DeltaError::io("writing the result", e))?;
+        written += group_len;
+    }
+    if written != header.new_size {
+        return Err(DeltaError::corrupt(format!(
+            "patch produced {written} bytes, header declares {}",
+            header.new_size
+        )));
+    }
+    let mut probe = [0u8; 1];
+    match z.read(&mut probe) {
+        Ok(0) => {}
+        Ok(_) => return Err(DeltaError::corrupt("data after the end marker")),
+        Err(e) => return Err(DeltaError::corrupt(format!("damaged patch tail ({e})"))),
+    }
+    Ok(hasher.finalize().into())
+}

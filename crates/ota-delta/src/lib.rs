@@ -1,0 +1,18 @@
+//! Binary and directory-tree deltas.
+//!
+//! - [`file`]: diff and patch whole files, in the own [`format`]
+//!   (`OTADIFF1`: zstd, SHA-256 of both sides, applied front to back) or the
+//!   classic [`bsdiff40`] format that stock `bspatch` and Android read.
+//! - [`matcher`]: suffix array (libsais) and the bsdiff-style scan.
+//! - [`tree`]: directory trees, forward and reverse.
+
+pub mod bsdiff40;
+pub mod error;
+pub mod file;
+pub mod format;
+pub mod matcher;
+pub mod tree;
+mod varint;
+
+pub use error::{DeltaError, Result};
+pub use file::{diff_bytes, diff_files, patch_bytes, patch_file, DiffOptions, Format};
