@@ -2,6 +2,7 @@
 //! calls a library crate and prints the result.
 
 mod config;
+mod delta;
 mod publish;
 
 use anyhow::{Context, Result};
@@ -32,6 +33,10 @@ enum Command {
     },
     /// Upload a package file with its content.json (PUT /update).
     Publish(publish::PublishArgs),
+    /// Make a binary delta between two files (or two directory trees).
+    Diff(delta::DiffArgs),
+    /// Apply a delta made by `ota diff` (or by bsdiff 4.x).
+    Patch(delta::PatchArgs),
 }
 
 /// Where the data lives (shared by `serve` and `keys`).
@@ -95,12 +100,18 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Diff(args) => return delta::diff(args),
+        Command::Patch(args) => return delta::patch(args),
+        _ => {}
+    }
     let file = Settings::load(cli.config.as_deref())?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => rt.block_on(serve(file, args)),
         Command::Keys { store, action } => rt.block_on(keys(file, store, action)),
         Command::Publish(args) => rt.block_on(publish::run(file, args)),
+        Command::Diff(_) | Command::Patch(_) => unreachable!("handled above"),
     }
 }
 

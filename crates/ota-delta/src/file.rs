@@ -384,6 +384,7 @@ mod tests {
         crate::varint::put(&mut body, 1);
         crate::varint::put(&mut body, 1 << 60);
         crate::varint::put(&mut body, 0);
+        crate::varint::put(&mut body, 0);
         let mut patch = h.to_bytes().to_vec();
         patch.extend(zstd::encode_all(&body[..], 1).unwrap());
         let err = patch_bytes(b"", &patch[..], &mut Vec::new()).unwrap_err();

@@ -134,10 +134,16 @@ fn search<I: SaIndex>(sa: &[I], old: &[u8], needle: &[u8]) -> (usize, usize) {
 fn scan_chunk<I: SaIndex>(sa: &[I], old: &[u8], new: &[u8], start: usize, end: usize) -> Vec<Op> {
     let mut ops = Vec::new();
     let (mut scan, mut len, mut pos) = (start, 0usize, 0usize);
-    let (mut lastscan, mut lastpos, mut lastoffset) = (start, 0usize, 0isize);
     let old_len = old.len();
+    // Assume the chunk starts aligned with the same offset in OLD (files
+    // that changed a little mostly are); bsdiff needs lastoffset to equal
+    // lastpos - lastscan.
+    let (mut lastscan, mut lastpos) = (start, start.min(old_len));
+    let mut lastoffset = lastpos as isize - lastscan as isize;
     while scan < end {
-        let mut oldscore = 0usize;
+        // Matches of the current alignment in [scan, scsc); signed because it
+        // dips to -1 when `scan` moves past a byte not yet counted.
+        let mut oldscore = 0isize;
         scan += len;
         let mut scsc = scan;
         while scan < end {
@@ -151,16 +157,16 @@ fn scan_chunk<I: SaIndex>(sa: &[I], old: &[u8], new: &[u8], start: usize, end: u
                 }
                 scsc += 1;
             }
-            if (len == oldscore && len != 0) || len > oldscore + 8 {
+            if (len as isize == oldscore && len != 0) || len as isize > oldscore + 8 {
                 break;
             }
             let o = scan as isize + lastoffset;
             if o >= 0 && (o as usize) < old_len && old[o as usize] == new[scan] {
-                oldscore = oldscore.saturating_sub(1);
+                oldscore -= 1;
             }
             scan += 1;
         }
-        if len != oldscore || scan == end {
+        if len as isize != oldscore || scan == end {
             // Extend the previous match forwards while it pays.
             let (mut s, mut sf, mut lenf) = (0isize, 0isize, 0usize);
             let mut i = 0usize;
