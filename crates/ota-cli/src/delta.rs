@@ -43,6 +43,9 @@ pub struct PatchArgs {
     /// Update OLD_DIR itself (journaled; rolled back on any failure).
     #[arg(long)]
     in_place: bool,
+    /// Skip the fsync before the final rename (when the caller syncs itself).
+    #[arg(long)]
+    no_sync: bool,
     /// Old file or directory.
     old: PathBuf,
     /// Patch (OTADIFF1, BSDIFF40 or OTATREE1; detected by magic).
@@ -91,13 +94,14 @@ pub fn patch(args: PatchArgs) -> Result<()> {
         bail!("--in-place applies to directory trees");
     }
     let out = args.out.context("missing OUT (the file to write)")?;
-    let format = ota_delta::patch_file(&args.old, &args.patch, &out).with_context(|| {
-        format!(
-            "applying {} to {}",
-            args.patch.display(),
-            args.old.display()
-        )
-    })?;
+    let format =
+        ota_delta::patch_file(&args.old, &args.patch, &out, !args.no_sync).with_context(|| {
+            format!(
+                "applying {} to {}",
+                args.patch.display(),
+                args.old.display()
+            )
+        })?;
     let verified = match format {
         Format::Otadiff => "source and result verified by SHA-256",
         Format::Bsdiff40 => "BSDIFF40 carries no checksum",

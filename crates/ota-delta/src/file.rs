@@ -84,7 +84,6 @@ pub fn diff_bytes(old: &[u8], new: &[u8], opts: &DiffOptions, out: impl Write) -
             };
             let codec = Codec {
                 level: opts.level,
-                workers: if threads > 1 { threads as u32 } else { 0 },
                 window_log: opts.window_log,
             };
             format::encode(&header, old, new, &ops, codec, out)
@@ -208,33 +207,86 @@ pub fn diff_files(old: &Path, new: &Path, patch: &Path, opts: &DiffOptions) -> R
     let tmp = w
         .into_inner()
         .map_err(|e| DeltaError::io("writing the patch", e.into_error()))?;
-    persist(tmp, patch)
+    persist(tmp, patch, true)
 }
 
 /// Applies a patch file to `old`, writing `new` only if the result verifies.
-/// The new file gets the old file's permissions.
-pub fn patch_file(old: &Path, patch: &Path, new: &Path) -> Result<Format> {
+/// The new file gets the old file's permissions. With `sync`, the result is
+/// fsynced before the rename (leave it off only when the caller syncs).
+///
+/// For `OTADIFF1` the old file is hashed on a second thread while the patch
+/// is decoded into a temporary file; a wrong source still leaves nothing at
+/// `new`.
+pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Format> {
     let o = Mapped::open(old)?;
     let p =
         File::open(patch).map_err(|e| DeltaError::io(format!("opening {}", patch.display()), e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, p);
+    let mut h = [0u8; HEADER_LEN];
+    let n = read_up_to(&mut reader, &mut h)?;
     let tmp = temp_beside(new)?;
     let mut w = BufWriter::with_capacity(1 << 20, tmp);
-    let format = patch_bytes(o.bytes(), BufReader::with_capacity(1 << 20, p), &mut w)?;
+    let format = if n == HEADER_LEN && &h[..8] == format::MAGIC {
+        let header = Header::parse(&h)?;
+        let old_bytes = o.bytes();
+        if old_bytes.len() as u64 != header.old_size {
+            check_source(&header, old_bytes)?;
+        }
+        let (old_hash, decoded) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| sha256(old_bytes));
+            let decoded = format::decode(&header, old_bytes, &mut reader, &mut w);
+            (hasher.join(), decoded)
+        });
+        let old_hash = old_hash.map_err(|_| DeltaError::corrupt("hashing thread failed"))?;
+        if old_hash != header.old_sha256 {
+            return Err(DeltaError::WrongSource {
+                what: "the old file".into(),
+                expected: hex(&header.old_sha256),
+                actual: hex(&old_hash),
+            });
+        }
+        let got = decoded?;
+        if got != header.new_sha256 {
+            return Err(DeltaError::WrongResult {
+                what: "the new file".into(),
+                expected: hex(&header.new_sha256),
+                actual: hex(&got),
+            });
+        }
+        Format::Otadiff
+    } else {
+        patch_bytes(o.bytes(), (&h[..n]).chain(reader), &mut w)?
+    };
     let tmp = w
         .into_inner()
         .map_err(|e| DeltaError::io("writing the result", e.into_error()))?;
     if let Ok(meta) = std::fs::metadata(old) {
         let _ = tmp.as_file().set_permissions(meta.permissions());
     }
-    persist(tmp, new)?;
+    persist(tmp, new, sync)?;
     Ok(format)
 }
 
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DeltaError::io("reading the patch", e)),
+        }
+    }
+    Ok(n)
+}
+
 /// fsyncs and renames a finished temporary file into place.
-pub(crate) fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> Result<()> {
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| DeltaError::io(format!("syncing {}", dest.display()), e))?;
+pub(crate) fn persist(tmp: tempfile::NamedTempFile, dest: &Path, sync: bool) -> Result<()> {
+    if sync {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| DeltaError::io(format!("syncing {}", dest.display()), e))?;
+    }
     tmp.persist(dest)
         .map_err(|e| DeltaError::io(format!("renaming into {}", dest.display()), e.error))?;
     Ok(())

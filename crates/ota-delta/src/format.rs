@@ -12,7 +12,8 @@
 //! 96      …   one zstd stream of groups, then an empty group (n_ops = 0)
 //!
 //! group = varint n_ops, varint diff_total, varint extra_total, varint n_nonzero,
-//!         n_ops × (varint diff_len, varint extra_len, zigzag-varint old_seek),
+//!         n_ops × varint diff_len, n_ops × varint extra_len,
+//!         n_ops × zigzag-varint old_seek,
 //!         n_nonzero × varint gap, n_nonzero bytes of value,
 //!         extra_total literal bytes
 //! ```
@@ -104,38 +105,23 @@ impl Header {
 pub struct Codec {
     /// zstd level (1–22).
     pub level: i32,
-    /// zstd worker threads (0 = single-threaded).
-    pub workers: u32,
     /// Window log (0 = the level's default); capped at [`WINDOW_LOG_MAX`].
     pub window_log: u32,
 }
 
-/// Writes header and body for `ops` (which must cover NEW exactly).
-pub fn encode(
-    header: &Header,
-    old: &[u8],
-    new: &[u8],
-    ops: &[Op],
-    codec: Codec,
-    out: impl Write,
-) -> Result<()> {
-    let mut out = out;
-    out.write_all(&header.to_bytes())
-        .map_err(|e| DeltaError::io("writing the patch header", e))?;
-    let mut z = zstd::stream::write::Encoder::new(out, codec.level)
-        .map_err(|e| DeltaError::io("starting zstd", e))?;
-    let zerr = |e| DeltaError::io("configuring zstd", e);
-    if codec.workers > 0 {
-        z.multithread(codec.workers).map_err(zerr)?;
-    }
-    if codec.window_log > 0 {
-        z.window_log(codec.window_log.min(WINDOW_LOG_MAX))
-            .map_err(zerr)?;
-    }
-    z.include_checksum(false).map_err(zerr)?;
-    z.set_pledged_src_size(None).map_err(zerr)?;
+/// Bytes of NEW per zstd frame; frames are compressed in parallel.
+pub const FRAME_TARGET: u64 = 8 << 20;
 
-    // Split ops so that no group exceeds GROUP_TARGET bytes of NEW.
+/// A group as planned: its ops, where its NEW bytes start, and the OLD
+/// cursor before it.
+struct Group<'a> {
+    ops: &'a [Op],
+    new_at: usize,
+    old_cursor: u64,
+}
+
+/// Splits ops so that none exceeds [`GROUP_TARGET`] bytes of NEW.
+fn split_ops(ops: &[Op]) -> Vec<Op> {
     let mut pieces: Vec<Op> = Vec::with_capacity(ops.len());
     for op in ops {
         let mut o = *op;
@@ -160,14 +146,92 @@ pub fn encode(
         }
         pieces.push(o);
     }
+    pieces
+}
 
-    let mut new_at = 0usize;
-    let mut old_cursor = 0u64;
-    let mut head = Vec::new();
-    let mut ctrl = Vec::new();
-    let mut gaps = Vec::new();
-    let mut vals = Vec::new();
-    let mut i = 0;
+/// Appends one group's sections to `out`.
+fn encode_group(g: &Group<'_>, old: &[u8], new: &[u8], out: &mut Vec<u8>) {
+    let (mut ctrl, mut elens, mut seeks) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut gaps, mut vals) = (Vec::new(), Vec::new());
+    let mut extras: Vec<(usize, usize)> = Vec::with_capacity(g.ops.len());
+    let (mut new_at, mut old_cursor) = (g.new_at, g.old_cursor);
+    let mut run = 0u64; // zeros since the last non-zero difference
+    for o in g.ops {
+        varint::put(&mut ctrl, o.diff_len);
+        varint::put(&mut elens, o.extra_len);
+        let seek = if o.diff_len > 0 {
+            o.old_pos as i64 - old_cursor as i64
+        } else {
+            0
+        };
+        varint::put_signed(&mut seeks, seek);
+        let d = o.diff_len as usize;
+        if d > 0 {
+            let op = o.old_pos as usize;
+            for (n, o) in new[new_at..new_at + d].iter().zip(&old[op..op + d]) {
+                let x = n.wrapping_sub(*o);
+                if x == 0 {
+                    run += 1;
+                } else {
+                    varint::put(&mut gaps, run);
+                    vals.push(x);
+                    run = 0;
+                }
+            }
+            old_cursor = o.old_pos + o.diff_len;
+        }
+        extras.push((new_at + d, o.extra_len as usize));
+        new_at += d + o.extra_len as usize;
+    }
+    let diff_total: u64 = g.ops.iter().map(|o| o.diff_len).sum();
+    let extra_total: u64 = g.ops.iter().map(|o| o.extra_len).sum();
+    varint::put(out, g.ops.len() as u64);
+    varint::put(out, diff_total);
+    varint::put(out, extra_total);
+    varint::put(out, vals.len() as u64);
+    for section in [&ctrl, &elens, &seeks, &gaps, &vals] {
+        out.extend_from_slice(section);
+    }
+    for (at, len) in extras {
+        out.extend_from_slice(&new[at..at + len]);
+    }
+}
+
+fn compress_frame(data: &[u8], codec: Codec) -> Result<Vec<u8>> {
+    let zerr = |e| DeltaError::io("compressing the patch", e);
+    let mut z = zstd::stream::write::Encoder::new(Vec::with_capacity(data.len() / 4), codec.level)
+        .map_err(zerr)?;
+    if codec.window_log > 0 {
+        z.window_log(codec.window_log.min(WINDOW_LOG_MAX))
+            .map_err(zerr)?;
+    }
+    z.include_checksum(false).map_err(zerr)?;
+    z.set_pledged_src_size(Some(data.len() as u64))
+        .map_err(zerr)?;
+    z.write_all(data).map_err(zerr)?;
+    z.finish().map_err(zerr)
+}
+
+/// Writes header and body for `ops` (which must cover NEW exactly). Groups
+/// are planned in order, then cut into frames of about [`FRAME_TARGET`]
+/// bytes of NEW that are encoded and compressed in parallel; the frames,
+/// concatenated, read as one stream.
+pub fn encode(
+    header: &Header,
+    old: &[u8],
+    new: &[u8],
+    ops: &[Op],
+    codec: Codec,
+    out: impl Write,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let mut out = out;
+    out.write_all(&header.to_bytes())
+        .map_err(|e| DeltaError::io("writing the patch header", e))?;
+    let pieces = split_ops(ops);
+    // Plan groups: contiguous runs of ops with at most GROUP_TARGET of NEW.
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    let (mut i, mut new_at, mut old_cursor) = (0usize, 0usize, 0u64);
     while i < pieces.len() {
         let start = i;
         let mut bytes = 0u64;
@@ -177,53 +241,17 @@ pub fn encode(
             bytes += pieces[i].diff_len + pieces[i].extra_len;
             i += 1;
         }
-        let group = &pieces[start..i];
-        head.clear();
-        ctrl.clear();
-        gaps.clear();
-        vals.clear();
-        let diff_total: u64 = group.iter().map(|o| o.diff_len).sum();
-        let extra_total: u64 = group.iter().map(|o| o.extra_len).sum();
-        let mut extras: Vec<(usize, usize)> = Vec::with_capacity(group.len());
-        let mut run = 0u64; // zeros since the last non-zero difference
-        for o in group {
-            varint::put(&mut ctrl, o.diff_len);
-            varint::put(&mut ctrl, o.extra_len);
-            let seek = if o.diff_len > 0 {
-                o.old_pos as i64 - old_cursor as i64
-            } else {
-                0
-            };
-            varint::put_signed(&mut ctrl, seek);
-            let (d, n0) = (o.diff_len as usize, new_at);
-            if d > 0 {
-                let op = o.old_pos as usize;
-                for (n, o) in new[n0..n0 + d].iter().zip(&old[op..op + d]) {
-                    let x = n.wrapping_sub(*o);
-                    if x == 0 {
-                        run += 1;
-                    } else {
-                        varint::put(&mut gaps, run);
-                        vals.push(x);
-                        run = 0;
-                    }
-                }
+        groups.push(Group {
+            ops: &pieces[start..i],
+            new_at,
+            old_cursor,
+        });
+        for o in &pieces[start..i] {
+            if o.diff_len > 0 {
                 old_cursor = o.old_pos + o.diff_len;
             }
-            extras.push((n0 + d, o.extra_len as usize));
-            new_at = n0 + d + o.extra_len as usize;
         }
-        varint::put(&mut head, group.len() as u64);
-        varint::put(&mut head, diff_total);
-        varint::put(&mut head, extra_total);
-        varint::put(&mut head, vals.len() as u64);
-        let werr = |e| DeltaError::io("writing the patch", e);
-        for section in [&head, &ctrl, &gaps, &vals] {
-            z.write_all(section).map_err(werr)?;
-        }
-        for (at, len) in extras {
-            z.write_all(&new[at..at + len]).map_err(werr)?;
-        }
+        new_at += bytes as usize;
     }
     if new_at != new.len() {
         return Err(DeltaError::corrupt(format!(
@@ -231,15 +259,39 @@ pub fn encode(
             new.len()
         )));
     }
-    let mut end = Vec::new();
-    for _ in 0..4 {
-        varint::put(&mut end, 0);
+    // Cut groups into frames.
+    let mut frames: Vec<&[Group<'_>]> = Vec::new();
+    let (mut f0, mut fbytes) = (0usize, 0u64);
+    for (k, g) in groups.iter().enumerate() {
+        fbytes += g.ops.iter().map(|o| o.diff_len + o.extra_len).sum::<u64>();
+        if fbytes >= FRAME_TARGET {
+            frames.push(&groups[f0..=k]);
+            f0 = k + 1;
+            fbytes = 0;
+        }
     }
-    z.write_all(&end)
-        .map_err(|e| DeltaError::io("writing the patch", e))?;
-    let mut out = z
-        .finish()
-        .map_err(|e| DeltaError::io("finishing zstd", e))?;
+    frames.push(&groups[f0..]); // the last frame also carries the end marker
+    let last = frames.len() - 1;
+    let compressed: Vec<Result<Vec<u8>>> = frames
+        .par_iter()
+        .enumerate()
+        .map(|(k, frame)| {
+            let mut raw = Vec::new();
+            for g in frame.iter() {
+                encode_group(g, old, new, &mut raw);
+            }
+            if k == last {
+                for _ in 0..4 {
+                    varint::put(&mut raw, 0);
+                }
+            }
+            compress_frame(&raw, codec)
+        })
+        .collect();
+    for c in compressed {
+        out.write_all(&c?)
+            .map_err(|e| DeltaError::io("writing the patch", e))?;
+    }
     out.flush()
         .map_err(|e| DeltaError::io("flushing the patch", e))?;
     Ok(())
@@ -261,14 +313,16 @@ pub fn decode(
             header.old_size
         )));
     }
-    let mut z =
+    let mut zd =
         zstd::stream::read::Decoder::new(body).map_err(|e| DeltaError::io("starting zstd", e))?;
-    z.window_log_max(WINDOW_LOG_MAX)
+    zd.window_log_max(WINDOW_LOG_MAX)
         .map_err(|e| DeltaError::io("configuring zstd", e))?;
+    // Varints are read a byte at a time: buffer them, not the decoder.
+    let mut z = std::io::BufReader::with_capacity(64 * 1024, zd);
     let mut hasher = Sha256::new();
     let mut written = 0u64;
     let mut buf: Vec<u8> = Vec::new();
-    let mut diff: Vec<u8> = Vec::new();
+    let mut positions: Vec<u32> = Vec::new();
     let mut vals: Vec<u8> = Vec::new();
     let mut ops: Vec<(u64, u64, u64)> = Vec::new();
     let mut old_cursor: u64 = 0;
@@ -306,27 +360,31 @@ pub fn decode(
         let (mut sum_d, mut sum_e) = (0u64, 0u64);
         for _ in 0..n_ops {
             let d = varint::get(&mut z)?;
-            let e = varint::get(&mut z)?;
-            let seek = varint::get_signed(&mut z)?;
             sum_d = sum_d.saturating_add(d);
-            sum_e = sum_e.saturating_add(e);
-            let pos = if d > 0 {
+            ops.push((0, d, 0));
+        }
+        for op in ops.iter_mut() {
+            op.2 = varint::get(&mut z)?;
+            sum_e = sum_e.saturating_add(op.2);
+        }
+        for op in ops.iter_mut() {
+            let seek = varint::get_signed(&mut z)?;
+            let d = op.1;
+            if d > 0 {
                 let p = old_cursor as i128 + seek as i128;
                 if p < 0 || p as u128 + d as u128 > old.len() as u128 {
                     return Err(DeltaError::corrupt("op reads outside the old file"));
                 }
                 old_cursor = p as u64 + d;
-                p as u64
-            } else {
-                0
-            };
-            ops.push((pos, d, e));
+                op.0 = p as u64;
+            }
         }
         if sum_d != diff_total || sum_e != extra_total {
             return Err(DeltaError::corrupt("group sizes do not add up"));
         }
-        diff.clear();
-        diff.resize(diff_total as usize, 0);
+        // Difference positions, in the group's diff space (its diff regions
+        // laid end to end).
+        positions.clear();
         let mut at = 0u64;
         for _ in 0..n_nonzero {
             let gap = varint::get(&mut z)?;
@@ -334,26 +392,22 @@ pub fn decode(
             if at >= diff_total {
                 return Err(DeltaError::corrupt("difference outside the group"));
             }
-            // Mark the slot; the value follows in the next section.
-            diff[at as usize] = 1;
+            positions.push(at as u32);
             at += 1;
         }
         vals.resize(n_nonzero as usize, 0);
         zread(&mut z, &mut vals)?;
-        let mut v = vals.iter();
-        for slot in diff.iter_mut().filter(|b| **b != 0) {
-            *slot = *v.next().unwrap_or(&0);
-        }
+        // Copy OLD under every diff region, then add the few non-zero
+        // differences: one pass of memcpy plus O(non-zero) work.
         buf.resize(group_len as usize, 0);
-        let (mut at, mut d_at) = (0usize, 0usize);
+        let (mut at, mut d_at, mut k) = (0usize, 0usize, 0usize);
         for &(pos, d, e) in &ops {
             let (d, e, pos) = (d as usize, e as usize, pos as usize);
-            for ((o, x), src) in buf[at..at + d]
-                .iter_mut()
-                .zip(&diff[d_at..d_at + d])
-                .zip(&old[pos..pos + d])
-            {
-                *o = x.wrapping_add(*src);
+            buf[at..at + d].copy_from_slice(&old[pos..pos + d]);
+            while k < positions.len() && (positions[k] as usize) < d_at + d {
+                let i = at + positions[k] as usize - d_at;
+                buf[i] = buf[i].wrapping_add(vals[k]);
+                k += 1;
             }
             at += d;
             d_at += d;

@@ -14,6 +14,11 @@ use rayon::prelude::*;
 /// Largest OLD that a 32-bit suffix array can index (libsais with `i32`).
 pub const MAX_I32_INPUT: usize = i32::MAX as usize;
 
+/// Ops whose diff region is shorter than this become literal bytes of the
+/// op before (measured on the benchmark corpus: 24–32 is best; their
+/// control entries cost more than the short match saves).
+pub const MIN_DIFF_LEN: u64 = 32;
+
 /// One step of a delta: add `diff_len` bytes of (NEW − OLD from `old_pos`),
 /// then insert `extra_len` literal bytes of NEW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,37 +106,102 @@ fn match_len(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
+/// SA ranges by the first `width` bytes of the suffix (2: a 3-byte table
+/// costs more cache misses to build than it saves): `starts[k]..starts[k+1]` holds the suffixes whose
+/// prefix is `k`, a shorter suffix counting as padded with zeros (where it
+/// sorts first). It replaces the first, cache-missing steps of every search
+/// with one table look-up.
+pub struct Buckets {
+    width: usize,
+    starts: Vec<u32>,
+}
+
+impl Buckets {
+    /// Counts the prefixes of every suffix of `old`.
+    pub fn new(old: &[u8]) -> Self {
+        let width = 2;
+        let mut counts = vec![0u32; (1 << (8 * width)) + 1];
+        for p in 0..old.len() {
+            counts[Self::key(&old[p..], width) + 1] += 1;
+        }
+        for k in 1..counts.len() {
+            counts[k] += counts[k - 1];
+        }
+        Buckets {
+            width,
+            starts: counts,
+        }
+    }
+
+    #[inline]
+    fn key(s: &[u8], width: usize) -> usize {
+        let mut k = 0usize;
+        for i in 0..width {
+            k = k << 8 | usize::from(s.get(i).copied().unwrap_or(0));
+        }
+        k
+    }
+
+    /// The SA range of suffixes starting with `needle[..width]`; for a
+    /// shorter needle, of those starting with all of it.
+    fn range(&self, needle: &[u8]) -> (usize, usize) {
+        let n = needle.len().min(self.width);
+        let lo = Self::key(&needle[..n], n) << (8 * (self.width - n));
+        let hi = lo + (1 << (8 * (self.width - n)));
+        (self.starts[lo] as usize, self.starts[hi] as usize)
+    }
+}
+
 /// Longest prefix of `needle` occurring in `old`: (position, length).
-fn search<I: SaIndex>(sa: &[I], old: &[u8], needle: &[u8]) -> (usize, usize) {
-    if sa.is_empty() {
+fn search<I: SaIndex>(sa: &[I], buckets: &Buckets, old: &[u8], needle: &[u8]) -> (usize, usize) {
+    let (mut lo, end) = buckets.range(needle);
+    if lo >= end {
+        // No suffix shares the whole bucket prefix: settle for a shorter one.
+        for n in (1..needle.len().min(buckets.width)).rev() {
+            let (l, e) = buckets.range(&needle[..n]);
+            if l < e {
+                return (sa[l].get(), match_len(&old[sa[l].get()..], needle));
+            }
+        }
         return (0, 0);
     }
-    let (mut lo, mut hi) = (0usize, sa.len() - 1);
-    // Binary search keeping lo <= answer <= hi, as bsdiff does, but with the
-    // common prefix of the bounds skipped in comparisons.
+    let mut hi = end - 1;
+    // Suffixes in lo..=hi share a prefix of at least min(llo, lhi) bytes with
+    // the needle (they are sorted), so comparisons can start there.
+    let (mut llo, mut lhi) = (
+        match_len(&old[sa[lo].get()..], needle),
+        match_len(&old[sa[hi].get()..], needle),
+    );
     while hi - lo >= 2 {
         let mid = lo + (hi - lo) / 2;
         let p = sa[mid].get();
-        let suffix = &old[p..];
-        let n = suffix.len().min(needle.len());
-        if suffix[..n] < needle[..n] {
+        let skip = llo.min(lhi);
+        let l = skip + match_len(&old[p + skip.min(old.len() - p)..], &needle[skip..]);
+        let less = l < needle.len() && (p + l >= old.len() || old[p + l] < needle[l]);
+        if less {
             lo = mid;
+            llo = l;
         } else {
             hi = mid;
+            lhi = l;
         }
     }
-    let (pl, ph) = (sa[lo].get(), sa[hi].get());
-    let x = match_len(&old[pl..], needle);
-    let y = match_len(&old[ph..], needle);
-    if x > y {
-        (pl, x)
+    if llo > lhi {
+        (sa[lo].get(), llo)
     } else {
-        (ph, y)
+        (sa[hi].get(), lhi)
     }
 }
 
 /// Scans `new[start..end]` and returns ops covering exactly that range.
-fn scan_chunk<I: SaIndex>(sa: &[I], old: &[u8], new: &[u8], start: usize, end: usize) -> Vec<Op> {
+fn scan_chunk<I: SaIndex>(
+    sa: &[I],
+    buckets: &Buckets,
+    old: &[u8],
+    new: &[u8],
+    start: usize,
+    end: usize,
+) -> Vec<Op> {
     let mut ops = Vec::new();
     let (mut scan, mut len, mut pos) = (start, 0usize, 0usize);
     let old_len = old.len();
@@ -147,7 +217,7 @@ fn scan_chunk<I: SaIndex>(sa: &[I], old: &[u8], new: &[u8], start: usize, end: u
         scan += len;
         let mut scsc = scan;
         while scan < end {
-            let (p, l) = search(sa, old, &new[scan..end]);
+            let (p, l) = search(sa, buckets, old, &new[scan..end]);
             pos = p;
             len = l;
             while scsc < scan + len {
@@ -240,11 +310,12 @@ pub fn diff_ops(sa: &SuffixArray, old: &[u8], new: &[u8], chunk: usize) -> Vec<O
         .step_by(chunk)
         .map(|s| (s, (s + chunk).min(new.len())))
         .collect();
+    let buckets = Buckets::new(old);
     let parts: Vec<Vec<Op>> = bounds
         .par_iter()
         .map(|&(s, e)| match sa {
-            SuffixArray::Small(sa) => scan_chunk(sa, old, new, s, e),
-            SuffixArray::Large(sa) => scan_chunk(sa, old, new, s, e),
+            SuffixArray::Small(sa) => scan_chunk(sa, &buckets, old, new, s, e),
+            SuffixArray::Large(sa) => scan_chunk(sa, &buckets, old, new, s, e),
         })
         .collect();
     let mut ops: Vec<Op> = parts
@@ -253,7 +324,21 @@ pub fn diff_ops(sa: &SuffixArray, old: &[u8], new: &[u8], chunk: usize) -> Vec<O
         .filter(|o| o.diff_len + o.extra_len > 0)
         .collect();
     merge_adjacent(&mut ops);
+    fold_short(&mut ops, MIN_DIFF_LEN);
     ops
+}
+
+/// Folds ops whose diff region is shorter than `min_diff` into the previous
+/// op's literal bytes: their control entry costs more than the match saves.
+fn fold_short(ops: &mut Vec<Op>, min_diff: u64) {
+    let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+    for op in ops.drain(..) {
+        match out.last_mut() {
+            Some(last) if op.diff_len < min_diff => last.extra_len += op.diff_len + op.extra_len,
+            _ => out.push(op),
+        }
+    }
+    *ops = out;
 }
 
 /// Joins an op with no extra bytes to a following op that continues in OLD
