@@ -72,11 +72,19 @@ pub fn diff(args: DiffArgs) -> Result<()> {
         bail!("OLD and NEW must both be files or both be directories");
     }
     if old_is_dir {
-        bail!("directory trees are not supported yet");
-    }
-    ota_delta::diff_files(&args.old, &args.new, &args.patch, &opts)
+        ota_delta::tree::diff_trees(
+            &args.old,
+            &args.new,
+            &args.patch,
+            args.reverse_out.as_deref(),
+            &opts,
+        )
         .with_context(|| format!("diffing {} → {}", args.old.display(), args.new.display()))?;
-    if let Some(rev) = &args.reverse_out {
+    } else {
+        ota_delta::diff_files(&args.old, &args.new, &args.patch, &opts)
+            .with_context(|| format!("diffing {} → {}", args.old.display(), args.new.display()))?;
+    }
+    if let (Some(rev), false) = (&args.reverse_out, old_is_dir) {
         ota_delta::diff_files(&args.new, &args.old, rev, &opts)
             .with_context(|| format!("diffing {} → {}", args.new.display(), args.old.display()))?;
     }
@@ -90,6 +98,30 @@ pub fn diff(args: DiffArgs) -> Result<()> {
 }
 
 pub fn patch(args: PatchArgs) -> Result<()> {
+    if args.old.is_dir() {
+        let ctx = || {
+            format!(
+                "applying {} to {}",
+                args.patch.display(),
+                args.old.display()
+            )
+        };
+        if args.in_place {
+            if args.out.is_some() {
+                bail!("--in-place takes no OUT");
+            }
+            ota_delta::tree::patch_tree_in_place(&args.old, &args.patch).with_context(ctx)?;
+            eprintln!(
+                "updated {} in place (every file verified by SHA-256)",
+                args.old.display()
+            );
+        } else {
+            let out = args.out.context("missing OUT_DIR (or use --in-place)")?;
+            ota_delta::tree::patch_tree(&args.old, &args.patch, &out).with_context(ctx)?;
+            eprintln!("wrote {} (every file verified by SHA-256)", out.display());
+        }
+        return Ok(());
+    }
     if args.in_place {
         bail!("--in-place applies to directory trees");
     }
