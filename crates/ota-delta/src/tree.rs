@@ -991,7 +991,7 @@ mod tests {
 
     #[test]
     fn similar_names_sort_together() {
-        let mut v = vec![
+        let mut v = [
             "pkg-1.3.dist-info/RECORD",
             "zeta",
             "pkg-1.2.dist-info/METADATA",
