@@ -19,6 +19,12 @@ pub const MAX_I32_INPUT: usize = i32::MAX as usize;
 /// control entries cost more than the short match saves).
 pub const MIN_DIFF_LEN: u64 = 32;
 
+/// Best matches shorter than this count as "no match here".
+const SHORT_MATCH: usize = 16;
+/// How far the scan moves after a short best match (measured on the
+/// corpus: 4 costs 0.3–0.5 % of patch size and saves about 40 % of diff time).
+const SHORT_STEP: usize = 4;
+
 /// One step of a delta: add `diff_len` bytes of (NEW − OLD from `old_pos`),
 /// then insert `extra_len` literal bytes of NEW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,11 +236,22 @@ fn scan_chunk<I: SaIndex>(
             if (len as isize == oldscore && len != 0) || len as isize > oldscore + 8 {
                 break;
             }
-            let o = scan as isize + lastoffset;
-            if o >= 0 && (o as usize) < old_len && old[o as usize] == new[scan] {
-                oldscore -= 1;
+            // bsdiff searches again at the next byte. Where the best match is
+            // short (new code), step further: a match long enough to keep
+            // (see MIN_DIFF_LEN) is still found a few bytes into it, and the
+            // backward extension recovers its start.
+            let step = if len < SHORT_MATCH { SHORT_STEP } else { 1 }.min(end - scan);
+            for _ in 0..step {
+                if scan < scsc {
+                    // Drop this byte from the count of [scan, scsc).
+                    let o = scan as isize + lastoffset;
+                    if o >= 0 && (o as usize) < old_len && old[o as usize] == new[scan] {
+                        oldscore -= 1;
+                    }
+                }
+                scan += 1;
             }
-            scan += 1;
+            scsc = scsc.max(scan);
         }
         if len as isize != oldscore || scan == end {
             // Extend the previous match forwards while it pays.

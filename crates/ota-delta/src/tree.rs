@@ -543,6 +543,12 @@ fn read_head(r: &mut impl Read) -> Result<(Manifest, Header)> {
     Ok((manifest, header))
 }
 
+/// Reads and validates the manifest and delta header at the start of a
+/// tree patch (for inspecting a patch without applying it).
+pub fn read_manifest(r: &mut impl Read) -> Result<(Manifest, Header)> {
+    read_head(r)
+}
+
 /// Splits the decoded target stream into the manifest's stream files,
 /// creating each (never following or replacing anything) and checking it.
 struct StreamFiles<'a> {
