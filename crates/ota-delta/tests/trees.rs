@@ -196,6 +196,9 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success());
 }
 
+/// A change made to a valid manifest.
+type Edit = Box<dyn FnOnce(&mut Manifest)>;
+
 /// Rewrites the manifest of a valid patch with `edit`.
 fn tamper_manifest(patch: &Path, out: &Path, edit: impl FnOnce(&mut Manifest)) {
     let bytes = fs::read(patch).unwrap();
@@ -219,7 +222,7 @@ fn hostile_patches_are_refused() {
     tree::diff_trees(&a, &b, &fwd, None, &opts()).unwrap();
     let outside = dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Manifest)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "dot-dot",
             Box::new(|m: &mut Manifest| set_first_path(m, "../escape")),
