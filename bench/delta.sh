@@ -17,13 +17,16 @@ ota=$PWD/target/release/ota
 pairs=$(bash ../shared/bench/fetch-corpus.sh "$corpus")
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-# best NAME CMD...: runs CMD $runs times, keeps the best wall time and its peak RSS.
+# best CMD...: runs CMD $runs times; the best wall time (ns clock) and its peak RSS.
 best() {
   local b_s=999999 b_kb=0
   for _ in $(seq "$runs"); do
     rm -rf "$tmp/out"
-    /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo "nan 0"; return; }
-    read -r s kb <"$tmp/t"
+    local t0 t1
+    t0=$(date +%s%N)
+    /usr/bin/time -f "%M" -o "$tmp/t" "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo "nan 0"; return; }
+    t1=$(date +%s%N)
+    s=$(awk "BEGIN{printf \"%.3f\", ($t1-$t0)/1e9}"); read -r kb <"$tmp/t"
     if awk "BEGIN{exit !($s < $b_s)}"; then b_s=$s; b_kb=$kb; fi
   done
   echo "$b_s $b_kb"

@@ -367,3 +367,98 @@ fn config_file_env_and_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
 }
+
+/// `ota diff` / `ota patch` as a user runs them, on files and trees.
+#[test]
+fn diff_and_patch_files_and_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p);
+    let old: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let mut new = old.clone();
+    new[1234] ^= 0xff;
+    new.extend_from_slice(b"tail");
+    std::fs::write(d("old.bin"), &old).unwrap();
+    std::fs::write(d("new.bin"), &new).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    for format in ["otadiff", "bsdiff40"] {
+        let out = ota(&[
+            "diff",
+            "--format",
+            format,
+            &s(&d("old.bin")),
+            &s(&d("new.bin")),
+            &s(&d("p")),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = ota(&["patch", &s(&d("old.bin")), &s(&d("p")), &s(&d("out.bin"))]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(d("out.bin")).unwrap(), new, "{format}");
+        std::fs::remove_file(d("out.bin")).unwrap();
+    }
+    // A wrong source: a clear error, exit status 1, no output.
+    ota(&["diff", &s(&d("old.bin")), &s(&d("new.bin")), &s(&d("p"))]);
+    let out = ota(&["patch", &s(&d("new.bin")), &s(&d("p")), &s(&d("out.bin"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong source"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d("out.bin").exists());
+    // Garbage is not a patch.
+    std::fs::write(d("junk"), b"not a patch at all").unwrap();
+    let out = ota(&[
+        "patch",
+        &s(&d("old.bin")),
+        &s(&d("junk")),
+        &s(&d("out.bin")),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown patch format"));
+
+    // Trees: forward, reverse, in place.
+    for (root, data) in [("a", &old), ("b", &new)] {
+        std::fs::create_dir_all(d(root).join("lib")).unwrap();
+        std::fs::write(d(root).join("lib/core.bin"), data).unwrap();
+        std::fs::write(d(root).join("VERSION"), root).unwrap();
+    }
+    let out = ota(&[
+        "diff",
+        "--reverse-out",
+        &s(&d("rev.otatree")),
+        &s(&d("a")),
+        &s(&d("b")),
+        &s(&d("fwd.otatree")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ota(&["patch", &s(&d("a")), &s(&d("fwd.otatree")), &s(&d("b2"))]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(d("b2/lib/core.bin")).unwrap(), new);
+    let out = ota(&["patch", "--in-place", &s(&d("b2")), &s(&d("rev.otatree"))]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(d("b2/lib/core.bin")).unwrap(), old);
+    assert_eq!(std::fs::read(d("b2/VERSION")).unwrap(), b"a");
+    let out = ota(&["diff", &s(&d("a")), &s(&d("new.bin")), &s(&d("x"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("both be files or both be directories"));
+}
