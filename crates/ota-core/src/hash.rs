@@ -69,6 +69,26 @@ impl<W: Write> Sha256Writer<W> {
         }
     }
 
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> Sha256Hex {
+        Sha256Hex::from_hasher(self.hasher.clone())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The inner writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Returns the digest, the number of bytes written and the inner writer.
     pub fn finish(self) -> (Sha256Hex, u64, W) {
         (Sha256Hex::from_hasher(self.hasher), self.len, self.inner)

@@ -229,6 +229,27 @@ fn similarity_key(path: &str) -> String {
     format!("{base}\0{path}")
 }
 
+/// The manifest entry for a scanned node; `from` is asked only for files.
+fn entry_of(path: &str, node: &Node, from: impl FnOnce() -> From) -> Entry {
+    match node {
+        Node::Dir { mode } => Entry::Dir {
+            path: path.to_owned(),
+            mode: *mode,
+        },
+        Node::Symlink { target } => Entry::Symlink {
+            path: path.to_owned(),
+            target: target.clone(),
+        },
+        Node::File { mode, size, sha256 } => Entry::File {
+            path: path.to_owned(),
+            mode: *mode,
+            size: *size,
+            sha256: sha256.clone(),
+            from: from(),
+        },
+    }
+}
+
 fn same_node(old: Option<&Node>, new: &Node) -> bool {
     match (old, new) {
         (Some(Node::Dir { mode: a }), Node::Dir { mode: b }) => a == b,
@@ -311,36 +332,22 @@ fn write_tree_patch(
             unchanged.insert(p.as_str());
             continue;
         }
-        entries.push(match n {
-            Node::Dir { mode } => Entry::Dir {
-                path: p.clone(),
-                mode: *mode,
-            },
-            Node::Symlink { target } => Entry::Symlink {
-                path: p.clone(),
-                target: target.clone(),
-            },
-            Node::File { mode, size, sha256 } => {
-                let same_content =
-                    matches!(old.get(p), Some(Node::File { sha256: s, .. }) if s == sha256);
-                let from = if same_content {
-                    unchanged.insert(p.as_str());
-                    From::Copy(p.clone())
-                } else if let Some(src) = by_hash.get(sha256.as_str()) {
-                    From::Copy((*src).to_owned())
-                } else {
-                    stream_files.push(p.as_str());
-                    From::Stream
-                };
-                Entry::File {
-                    path: p.clone(),
-                    mode: *mode,
-                    size: *size,
-                    sha256: sha256.clone(),
-                    from,
-                }
+        entries.push(entry_of(p, n, || {
+            let Node::File { sha256, .. } = n else {
+                return From::Stream;
+            };
+            let same_content =
+                matches!(old.get(p), Some(Node::File { sha256: s, .. }) if s == sha256);
+            if same_content {
+                unchanged.insert(p.as_str());
+                From::Copy(p.clone())
+            } else if let Some(src) = by_hash.get(sha256.as_str()) {
+                From::Copy((*src).to_owned())
+            } else {
+                stream_files.push(p.as_str());
+                From::Stream
             }
-        });
+        }));
     }
     let mut sources: Vec<(&str, u64, &str)> = old
         .iter()
@@ -662,26 +669,7 @@ fn build(old_root: &Path, patch: &Path, stage: &Path, link: bool) -> Result<()> 
         if deleted.contains(p.as_str()) || changed.contains(p.as_str()) {
             continue;
         }
-        tree.insert(
-            p,
-            match n {
-                Node::Dir { mode } => Entry::Dir {
-                    path: p.clone(),
-                    mode: *mode,
-                },
-                Node::Symlink { target } => Entry::Symlink {
-                    path: p.clone(),
-                    target: target.clone(),
-                },
-                Node::File { mode, size, sha256 } => Entry::File {
-                    path: p.clone(),
-                    mode: *mode,
-                    size: *size,
-                    sha256: sha256.clone(),
-                    from: From::Copy(p.clone()),
-                },
-            },
-        );
+        tree.insert(p, entry_of(p, n, || From::Copy(p.clone())));
     }
     for e in &m.entries {
         tree.insert(e.path(), e.clone());

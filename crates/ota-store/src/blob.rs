@@ -6,8 +6,7 @@
 //! temporary file in `tmp/` (same file system), hashed as it goes, fsynced,
 //! and only then renamed to its hash, so a blob path never shows partial data.
 
-use ota_core::Sha256Hex;
-use sha2::{Digest, Sha256};
+use ota_core::{Sha256Hex, Sha256Writer};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -27,9 +26,7 @@ pub struct DataDirLock {
 
 /// An upload in progress: a temporary file plus a running hash.
 pub struct BlobWriter {
-    tmp: NamedTempFile,
-    hasher: Sha256,
-    len: u64,
+    tmp: Sha256Writer<NamedTempFile>,
 }
 
 /// A blob that is now durable under its hash.
@@ -103,11 +100,11 @@ impl BlobStore {
     /// Starts a new upload in the temporary directory.
     pub fn begin(&self) -> io::Result<BlobWriter> {
         Ok(BlobWriter {
-            tmp: tempfile::Builder::new()
-                .prefix("upload-")
-                .tempfile_in(self.root.join("tmp"))?,
-            hasher: Sha256::new(),
-            len: 0,
+            tmp: Sha256Writer::new(
+                tempfile::Builder::new()
+                    .prefix("upload-")
+                    .tempfile_in(self.root.join("tmp"))?,
+            ),
         })
     }
 
@@ -170,17 +167,17 @@ impl BlobStore {
 impl BlobWriter {
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
-        self.len
+        self.tmp.len()
     }
 
     /// The SHA-256 of what was written so far.
     pub fn digest(&self) -> Sha256Hex {
-        Sha256Hex::from_hasher(self.hasher.clone())
+        self.tmp.digest()
     }
 
     /// True when nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.tmp.is_empty()
     }
 
     /// Makes the content durable under its hash. With `expected`, refuses
@@ -190,7 +187,8 @@ impl BlobWriter {
         store: &BlobStore,
         expected: Option<&Sha256Hex>,
     ) -> Result<Committed, CommitError> {
-        let hash = Sha256Hex::from_hasher(self.hasher);
+        let hash = self.tmp.digest();
+        let size = self.tmp.len();
         if let Some(expected) = expected {
             if *expected != hash {
                 return Err(CommitError::HashMismatch {
@@ -203,17 +201,18 @@ impl BlobWriter {
         if target.is_file() {
             return Ok(Committed {
                 hash,
-                size: self.len,
+                size,
                 created: false,
             });
         }
-        self.tmp.as_file_mut().sync_all()?;
+        self.tmp.get_mut().as_file_mut().sync_all()?;
         let shard = target
             .parent()
             .ok_or_else(|| io::Error::other("blob path has no parent"))?
             .to_path_buf();
         fs::create_dir_all(&shard)?;
-        let created = match self.tmp.persist_noclobber(&target) {
+        let (_, _, tmp) = self.tmp.finish();
+        let created = match tmp.persist_noclobber(&target) {
             Ok(_) => true,
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(e.error.into()),
@@ -222,7 +221,7 @@ impl BlobWriter {
         File::open(&shard)?.sync_all()?;
         Ok(Committed {
             hash,
-            size: self.len,
+            size,
             created,
         })
     }
@@ -230,10 +229,7 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.tmp.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
+        self.tmp.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.tmp.flush()
