@@ -363,6 +363,40 @@ mod tests {
         assert_eq!(roundtrip(&old, &new, Format::Otadiff), new);
     }
 
+    /// A reader that hands out at most 7 bytes per call and counts calls:
+    /// the patch arriving in pieces, as from a download.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            self.1 += 1;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn applies_from_a_stream_read_front_to_back() {
+        let old: Vec<u8> = (0..2_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 22) as u8)
+            .collect();
+        let mut new = old.clone();
+        new[10] ^= 1;
+        new.splice(900_000..900_000, b"inserted".repeat(1000));
+        let mut patch = Vec::new();
+        diff_bytes(&old, &new, &DiffOptions::default(), &mut patch).unwrap();
+        let mut src = Trickle(&patch, 0);
+        let mut out = Vec::new();
+        patch_bytes(&old, &mut src, &mut out).unwrap();
+        assert_eq!(out, new);
+        assert!(
+            src.1 * 7 >= patch.len(),
+            "every byte came through the small reads"
+        );
+    }
+
     #[test]
     fn wrong_source_is_refused_before_writing() {
         let old = b"the quick brown fox jumps over the lazy dog".repeat(100);
