@@ -100,18 +100,28 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let config = cli.config;
+    // Deltas need neither the configuration file nor an async runtime.
+    let setup = || -> Result<(Settings, tokio::runtime::Runtime)> {
+        let file = Settings::load(config.as_deref())?;
+        let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        Ok((file, rt))
+    };
     match cli.command {
-        Command::Diff(args) => return delta::diff(args),
-        Command::Patch(args) => return delta::patch(args),
-        _ => {}
-    }
-    let file = Settings::load(cli.config.as_deref())?;
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match cli.command {
-        Command::Serve(args) => rt.block_on(serve(file, args)),
-        Command::Keys { store, action } => rt.block_on(keys(file, store, action)),
-        Command::Publish(args) => rt.block_on(publish::run(file, args)),
-        Command::Diff(_) | Command::Patch(_) => unreachable!("handled above"),
+        Command::Diff(args) => delta::diff(args),
+        Command::Patch(args) => delta::patch(args),
+        Command::Serve(args) => {
+            let (file, rt) = setup()?;
+            rt.block_on(serve(file, args))
+        }
+        Command::Keys { store, action } => {
+            let (file, rt) = setup()?;
+            rt.block_on(keys(file, store, action))
+        }
+        Command::Publish(args) => {
+            let (file, rt) = setup()?;
+            rt.block_on(publish::run(file, args))
+        }
     }
 }
 

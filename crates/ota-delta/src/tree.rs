@@ -693,19 +693,33 @@ fn build(old_root: &Path, patch: &Path, stage: &Path, link: bool) -> Result<()> 
         }
     }
     // The source stream: the listed OLD files, each checked.
-    let mut src = Vec::with_capacity(header.old_size.min(1 << 32) as usize);
+    // Each source must be the OLD file the patch names, by size and hash,
+    // before anything is allocated for it (sizes come from the patch).
+    let mut total = 0u64;
     for s in &m.sources {
-        let p = old_file(old_root, &s.path, &s.sha256)?;
-        if let Some(Node::File { sha256, .. }) = old.get(&s.path) {
-            if *sha256 != s.sha256 {
+        match old.get(&s.path) {
+            Some(Node::File { sha256, size, .. }) if *sha256 == s.sha256 && *size == s.size => {
+                total += size
+            }
+            Some(Node::File { sha256, .. }) => {
                 return Err(DeltaError::WrongSource {
                     what: s.path.clone(),
                     expected: s.sha256.clone(),
                     actual: sha256.clone(),
-                });
+                })
+            }
+            _ => {
+                return Err(DeltaError::WrongSource {
+                    what: s.path.clone(),
+                    expected: s.sha256.clone(),
+                    actual: "missing or not a regular file".into(),
+                })
             }
         }
-        let mapped = Mapped::open(&p)?;
+    }
+    let mut src = Vec::with_capacity(total as usize);
+    for s in &m.sources {
+        let mapped = Mapped::open(&old_file(old_root, &s.path, &s.sha256)?)?;
         src.extend_from_slice(mapped.bytes());
     }
     if src.len() as u64 != header.old_size || Sha256::digest(&src)[..] != header.old_sha256[..] {
