@@ -175,7 +175,7 @@ impl Mapped {
         }
         // SAFETY: the map is read-only; a file changed underneath by another
         // process can give wrong bytes, which the hashes then catch.
-        let map = unsafe { memmap2::Mmap::map(&f) }
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&f) }
             .map_err(|e| DeltaError::io(format!("mapping {}", path.display()), e))?;
         Ok(Mapped { map: Some(map) })
     }
@@ -226,16 +226,40 @@ pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Fo
     let n = read_up_to(&mut reader, &mut h)?;
     let tmp = temp_beside(new)?;
     let mut w = BufWriter::with_capacity(1 << 20, tmp);
-    let format = if n == HEADER_LEN && &h[..8] == format::MAGIC {
+    if n == HEADER_LEN && &h[..8] == format::MAGIC {
         let header = Header::parse(&h)?;
         let old_bytes = o.bytes();
         if old_bytes.len() as u64 != header.old_size {
             check_source(&header, old_bytes)?;
         }
-        let (old_hash, decoded) = std::thread::scope(|s| {
+        // Three stages on two cores: this thread decodes; one thread hashes
+        // OLD; one hashes NEW and writes it (groups handed over by channel).
+        let file = w
+            .into_inner()
+            .map_err(|e| DeltaError::io("writing the result", e.into_error()))?;
+        let (old_hash, decoded, written) = std::thread::scope(|s| {
             let hasher = s.spawn(|| sha256(old_bytes));
-            let decoded = format::decode(&header, old_bytes, &mut reader, &mut w);
-            (hasher.join(), decoded)
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            let writer = s.spawn(
+                move || -> std::io::Result<(tempfile::NamedTempFile, [u8; 32])> {
+                    let mut file = file;
+                    let mut h = Sha256::new();
+                    for buf in rx {
+                        h.update(&buf);
+                        file.write_all(&buf)?;
+                        let _ = spare_tx.send(buf);
+                    }
+                    Ok((file, h.finalize().into()))
+                },
+            );
+            let mut pipe = Pipe {
+                tx: Some(tx),
+                spare: spare_rx,
+            };
+            let decoded = format::decode_with(&header, old_bytes, &mut reader, &mut pipe, false);
+            pipe.tx = None; // end of stream for the writer
+            (hasher.join(), decoded, writer.join())
         });
         let old_hash = old_hash.map_err(|_| DeltaError::corrupt("hashing thread failed"))?;
         if old_hash != header.old_sha256 {
@@ -245,7 +269,10 @@ pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Fo
                 actual: hex(&old_hash),
             });
         }
-        let got = decoded?;
+        decoded?;
+        let (tmp, got) = written
+            .map_err(|_| DeltaError::corrupt("writer thread failed"))?
+            .map_err(|e| DeltaError::io("writing the result", e))?;
         if got != header.new_sha256 {
             return Err(DeltaError::WrongResult {
                 what: "the new file".into(),
@@ -253,18 +280,48 @@ pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Fo
                 actual: hex(&got),
             });
         }
-        Format::Otadiff
-    } else {
-        patch_bytes(o.bytes(), (&h[..n]).chain(reader), &mut w)?
-    };
+        finish(tmp, old, new, sync)?;
+        return Ok(Format::Otadiff);
+    }
+    let format = patch_bytes(o.bytes(), (&h[..n]).chain(reader), &mut w)?;
     let tmp = w
         .into_inner()
         .map_err(|e| DeltaError::io("writing the result", e.into_error()))?;
+    finish(tmp, old, new, sync)?;
+    Ok(format)
+}
+
+/// Gives the result the old file's permissions and renames it into place.
+fn finish(tmp: tempfile::NamedTempFile, old: &Path, new: &Path, sync: bool) -> Result<()> {
     if let Ok(meta) = std::fs::metadata(old) {
         let _ = tmp.as_file().set_permissions(meta.permissions());
     }
-    persist(tmp, new, sync)?;
-    Ok(format)
+    persist(tmp, new, sync)
+}
+
+/// A writer that hands each write, copied into a recycled buffer, to the
+/// writer thread; it fails once that thread has stopped (an I/O error).
+struct Pipe {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl Write for Pipe {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut buf = self.spare.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("pipe closed"))?;
+        tx.send(buf)
+            .map_err(|_| std::io::Error::other("the writer thread stopped"))?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
@@ -395,6 +452,38 @@ mod tests {
             src.1 * 7 >= patch.len(),
             "every byte came through the small reads"
         );
+    }
+
+    #[test]
+    fn patch_file_refuses_a_result_that_does_not_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 21) as u8)
+            .collect();
+        let mut new = old.clone();
+        new[77] ^= 9;
+        let (o, p, n) = (
+            dir.path().join("old"),
+            dir.path().join("p"),
+            dir.path().join("new"),
+        );
+        std::fs::write(&o, &old).unwrap();
+        let mut patch = Vec::new();
+        diff_bytes(&old, &new, &DiffOptions::default(), &mut patch).unwrap();
+        patch[60] ^= 1; // the declared SHA-256 of NEW
+        std::fs::write(&p, &patch).unwrap();
+        let err = patch_file(&o, &p, &n, true).unwrap_err();
+        assert!(matches!(err, DeltaError::WrongResult { .. }), "{err}");
+        assert!(!n.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
+        patch[60] ^= 1;
+        std::fs::write(&p, &patch).unwrap();
+        patch_file(&o, &p, &n, true).unwrap();
+        assert_eq!(std::fs::read(&n).unwrap(), new);
     }
 
     #[test]

@@ -306,6 +306,18 @@ pub fn decode(
     body: impl Read,
     out: &mut impl Write,
 ) -> Result<[u8; 32]> {
+    decode_with(header, old, body, out, true).map(|h| h.unwrap_or([0; 32]))
+}
+
+/// [`decode`], hashing the output only when `hash_output` (a caller that
+/// hashes on another thread passes false and gets `None`).
+pub fn decode_with(
+    header: &Header,
+    old: &[u8],
+    body: impl Read,
+    out: &mut impl Write,
+    hash_output: bool,
+) -> Result<Option<[u8; 32]>> {
     if old.len() as u64 != header.old_size {
         return Err(DeltaError::corrupt(format!(
             "old size {} differs from the patch's {}",
@@ -414,7 +426,9 @@ pub fn decode(
             zread(&mut z, &mut buf[at..at + e])?;
             at += e;
         }
-        hasher.update(&buf);
+        if hash_output {
+            hasher.update(&buf);
+        }
         out.write_all(&buf)
             .map_err(|e| DeltaError::io("writing the result", e))?;
         written += group_len;
@@ -431,5 +445,5 @@ pub fn decode(
         Ok(_) => return Err(DeltaError::corrupt("data after the end marker")),
         Err(e) => return Err(DeltaError::corrupt(format!("damaged patch tail ({e})"))),
     }
-    Ok(hasher.finalize().into())
+    Ok(hash_output.then(|| hasher.finalize().into()))
 }
