@@ -239,7 +239,7 @@ pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Fo
             .map_err(|e| DeltaError::io("writing the result", e.into_error()))?;
         let (old_hash, decoded, written) = std::thread::scope(|s| {
             let hasher = s.spawn(|| sha256(old_bytes));
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
             let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
             let writer = s.spawn(
                 move || -> std::io::Result<(tempfile::NamedTempFile, [u8; 32])> {
