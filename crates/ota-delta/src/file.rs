@@ -299,28 +299,24 @@ fn finish(tmp: tempfile::NamedTempFile, old: &Path, new: &Path, sync: bool) -> R
     persist(tmp, new, sync)
 }
 
-/// A writer that hands each write, copied into a recycled buffer, to the
-/// writer thread; it fails once that thread has stopped (an I/O error).
+/// Hands decoded groups to the writer thread and takes its used buffers
+/// back, so no group is copied; it fails once that thread has stopped.
 struct Pipe {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
-impl Write for Pipe {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let mut buf = self.spare.try_recv().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(data);
+impl format::GroupSink for Pipe {
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.try_recv().unwrap_or_default()
+    }
+    fn put(&mut self, group: Vec<u8>) -> std::io::Result<()> {
         let tx = self
             .tx
             .as_ref()
             .ok_or_else(|| std::io::Error::other("pipe closed"))?;
-        tx.send(buf)
-            .map_err(|_| std::io::Error::other("the writer thread stopped"))?;
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        tx.send(group)
+            .map_err(|_| std::io::Error::other("the writer thread stopped"))
     }
 }
 

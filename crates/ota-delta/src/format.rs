@@ -306,7 +306,38 @@ pub fn decode(
     body: impl Read,
     out: &mut impl Write,
 ) -> Result<[u8; 32]> {
-    decode_with(header, old, body, out, true).map(|h| h.unwrap_or([0; 32]))
+    let mut sink = WriteSink {
+        out,
+        spare: Vec::new(),
+    };
+    decode_with(header, old, body, &mut sink, true).map(|h| h.unwrap_or([0; 32]))
+}
+
+/// Where decoded groups go. The decoder fills buffers it takes from the
+/// sink and hands them back, so a sink can pass them to another thread
+/// without copying.
+pub trait GroupSink {
+    /// A buffer to fill (the decoder resizes it).
+    fn buffer(&mut self) -> Vec<u8>;
+    /// A decoded group, in order.
+    fn put(&mut self, group: Vec<u8>) -> std::io::Result<()>;
+}
+
+/// A [`GroupSink`] over any writer, reusing one buffer.
+struct WriteSink<'a, W: Write> {
+    out: &'a mut W,
+    spare: Vec<u8>,
+}
+
+impl<W: Write> GroupSink for WriteSink<'_, W> {
+    fn buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spare)
+    }
+    fn put(&mut self, group: Vec<u8>) -> std::io::Result<()> {
+        self.out.write_all(&group)?;
+        self.spare = group;
+        Ok(())
+    }
 }
 
 /// [`decode`], hashing the output only when `hash_output` (a caller that
@@ -315,7 +346,7 @@ pub fn decode_with(
     header: &Header,
     old: &[u8],
     body: impl Read,
-    out: &mut impl Write,
+    sink: &mut impl GroupSink,
     hash_output: bool,
 ) -> Result<Option<[u8; 32]>> {
     if old.len() as u64 != header.old_size {
@@ -333,7 +364,6 @@ pub fn decode_with(
     let mut z = std::io::BufReader::with_capacity(64 * 1024, zd);
     let mut hasher = Sha256::new();
     let mut written = 0u64;
-    let mut buf: Vec<u8> = Vec::new();
     let mut positions: Vec<u32> = Vec::new();
     let mut vals: Vec<u8> = Vec::new();
     let mut ops: Vec<(u64, u64, u64)> = Vec::new();
@@ -411,6 +441,7 @@ pub fn decode_with(
         zread(&mut z, &mut vals)?;
         // Copy OLD under every diff region, then add the few non-zero
         // differences: one pass of memcpy plus O(non-zero) work.
+        let mut buf = sink.buffer();
         buf.resize(group_len as usize, 0);
         let (mut at, mut d_at, mut k) = (0usize, 0usize, 0usize);
         for &(pos, d, e) in &ops {
@@ -429,7 +460,7 @@ pub fn decode_with(
         if hash_output {
             hasher.update(&buf);
         }
-        out.write_all(&buf)
+        sink.put(buf)
             .map_err(|e| DeltaError::io("writing the result", e))?;
         written += group_len;
     }
