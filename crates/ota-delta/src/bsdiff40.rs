@@ -63,6 +63,15 @@ pub fn encode(old: &[u8], new: &[u8], ops: &[Op], mut out: impl Write) -> Result
             s
         })
         .collect();
+    // BSDIFF40 reads OLD from 0 and only seeks after an entry: when the first
+    // op starts elsewhere, lead with an entry that copies nothing and seeks.
+    if let Some(&first) = starts.first() {
+        if first != 0 && !new.is_empty() {
+            ctrl.extend_from_slice(&offtout(0));
+            ctrl.extend_from_slice(&offtout(0));
+            ctrl.extend_from_slice(&offtout(first as i64));
+        }
+    }
     let mut new_at = 0usize;
     for (k, o) in ops.iter().enumerate() {
         let d = o.diff_len as usize;

@@ -392,16 +392,27 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn random_pairs_roundtrip(old in prop::collection::vec(any::<u8>(), 0..4000), new in prop::collection::vec(any::<u8>(), 0..4000)) {
-            prop_assert_eq!(roundtrip(&old, &new, Format::Otadiff), new.clone());
-            prop_assert_eq!(roundtrip(&old, &new, Format::Bsdiff40), new);
+            prop_assert_eq!(roundtrip(&old, &new, Format::Otadiff), new.clone(), "OTADIFF1");
+            prop_assert_eq!(roundtrip(&old, &new, Format::Bsdiff40), new, "BSDIFF40");
         }
 
         #[test]
         fn mutated_pairs_roundtrip(old in prop::collection::vec(0u8..8, 0..20000), edits in prop::collection::vec((any::<u32>(), any::<u8>()), 0..40)) {
             let new = mutate(&old, &edits);
-            prop_assert_eq!(roundtrip(&old, &new, Format::Otadiff), new.clone());
-            prop_assert_eq!(roundtrip(&old, &new, Format::Bsdiff40), new);
+            prop_assert_eq!(roundtrip(&old, &new, Format::Otadiff), new.clone(), "OTADIFF1");
+            prop_assert_eq!(roundtrip(&old, &new, Format::Bsdiff40), new, "BSDIFF40");
         }
+    }
+
+    #[test]
+    fn bsdiff40_first_match_not_at_old_start() {
+        // NEW is a tail of OLD: the first op starts well into OLD, which
+        // BSDIFF40 (no initial seek) must express with a leading seek entry.
+        let old: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        let new = old[40_000..].to_vec();
+        assert_eq!(roundtrip(&old, &new, Format::Bsdiff40), new);
     }
 
     #[test]

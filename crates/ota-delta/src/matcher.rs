@@ -112,31 +112,29 @@ fn match_len(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-/// SA ranges by the first `width` bytes of the suffix (2: a 3-byte table
+/// Bytes of suffix prefix the bucket table distinguishes.
+const BUCKET_WIDTH: usize = 2;
+
+/// SA ranges by the first `BUCKET_WIDTH` bytes of the suffix (2: a 3-byte table
 /// costs more cache misses to build than it saves): `starts[k]..starts[k+1]` holds the suffixes whose
 /// prefix is `k`, a shorter suffix counting as padded with zeros (where it
 /// sorts first). It replaces the first, cache-missing steps of every search
 /// with one table look-up.
 pub struct Buckets {
-    width: usize,
     starts: Vec<u32>,
 }
 
 impl Buckets {
     /// Counts the prefixes of every suffix of `old`.
     pub fn new(old: &[u8]) -> Self {
-        let width = 2;
-        let mut counts = vec![0u32; (1 << (8 * width)) + 1];
+        let mut counts = vec![0u32; (1 << (8 * BUCKET_WIDTH)) + 1];
         for p in 0..old.len() {
-            counts[Self::key(&old[p..], width) + 1] += 1;
+            counts[Self::key(&old[p..], BUCKET_WIDTH) + 1] += 1;
         }
         for k in 1..counts.len() {
             counts[k] += counts[k - 1];
         }
-        Buckets {
-            width,
-            starts: counts,
-        }
+        Buckets { starts: counts }
     }
 
     #[inline]
@@ -151,9 +149,9 @@ impl Buckets {
     /// The SA range of suffixes starting with `needle[..width]`; for a
     /// shorter needle, of those starting with all of it.
     fn range(&self, needle: &[u8]) -> (usize, usize) {
-        let n = needle.len().min(self.width);
-        let lo = Self::key(&needle[..n], n) << (8 * (self.width - n));
-        let hi = lo + (1 << (8 * (self.width - n)));
+        let n = needle.len().min(BUCKET_WIDTH);
+        let lo = Self::key(&needle[..n], n) << (8 * (BUCKET_WIDTH - n));
+        let hi = lo + (1 << (8 * (BUCKET_WIDTH - n)));
         (self.starts[lo] as usize, self.starts[hi] as usize)
     }
 }
@@ -163,7 +161,7 @@ fn search<I: SaIndex>(sa: &[I], buckets: &Buckets, old: &[u8], needle: &[u8]) ->
     let (mut lo, end) = buckets.range(needle);
     if lo >= end {
         // No suffix shares the whole bucket prefix: settle for a shorter one.
-        for n in (1..needle.len().min(buckets.width)).rev() {
+        for n in (1..needle.len().min(BUCKET_WIDTH)).rev() {
             let (l, e) = buckets.range(&needle[..n]);
             if l < e {
                 return (sa[l].get(), match_len(&old[sa[l].get()..], needle));

@@ -38,6 +38,10 @@ fn pairs(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
     std::fs::write(&a, &ls).unwrap();
     std::fs::write(&b, &m).unwrap();
     v.push((a, b));
+    // NEW is a tail of OLD: the patch must seek before its first entry.
+    let tail = dir.join("ls.tail");
+    std::fs::write(&tail, &ls[ls.len() / 3..]).unwrap();
+    v.push((dir.join("ls.old"), tail));
     v
 }
 
