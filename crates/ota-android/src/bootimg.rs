@@ -44,19 +44,51 @@ pub fn ramdisk(parts: &BootParts<'_>) -> Result<Vec<u8>> {
         };
         let perm = meta.map_or(default_perm, |m| m.mode);
         let (uid, gid) = meta.map_or((0, 0), |m| (m.uid, m.gid));
-        cpio_entry(&mut cpio, ino as u32 + 300_000, kind | perm, uid, gid, path, data)?;
+        cpio_entry(
+            &mut cpio,
+            ino as u32 + 300_000,
+            kind | perm,
+            uid,
+            gid,
+            path,
+            data,
+        )?;
     }
     cpio_entry(&mut cpio, 0, 0, 0, 0, "TRAILER!!!", &[])?;
     let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::best());
-    gz.write_all(&cpio).map_err(crate::error::io("compressing the ramdisk"))?;
-    gz.finish().map_err(crate::error::io("compressing the ramdisk"))
+    gz.write_all(&cpio)
+        .map_err(crate::error::io("compressing the ramdisk"))?;
+    gz.finish()
+        .map_err(crate::error::io("compressing the ramdisk"))
 }
 
-fn cpio_entry(out: &mut Vec<u8>, ino: u32, mode: u32, uid: u32, gid: u32, name: &str, data: &[u8]) -> Result<()> {
+fn cpio_entry(
+    out: &mut Vec<u8>,
+    ino: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    name: &str,
+    data: &[u8],
+) -> Result<()> {
     let size = u32::try_from(data.len())
         .map_err(|_| AndroidError::Invalid(format!("ramdisk entry {name} is over 4 GiB")))?;
     let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
-    let fields = [ino, mode, uid, gid, nlink, 0, size, 0, 0, 0, 0, name.len() as u32 + 1, 0];
+    let fields = [
+        ino,
+        mode,
+        uid,
+        gid,
+        nlink,
+        0,
+        size,
+        0,
+        0,
+        0,
+        0,
+        name.len() as u32 + 1,
+        0,
+    ];
     out.extend_from_slice(b"070701");
     for f in fields {
         out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -70,7 +102,7 @@ fn cpio_entry(out: &mut Vec<u8>, ino: u32, mode: u32, uid: u32, gid: u32, name: 
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -82,15 +114,24 @@ pub fn build(parts: &BootParts<'_>) -> Result<Vec<u8>> {
     let second = parts.second.unwrap_or(&[]);
     let page = parts.page_size as usize;
     if !page.is_power_of_two() || !(2048..=131072).contains(&page) {
-        return Err(AndroidError::Invalid(format!("pagesize {page} is not a power of two in 2048..=131072")));
+        return Err(AndroidError::Invalid(format!(
+            "pagesize {page} is not a power of two in 2048..=131072"
+        )));
     }
     if parts.cmdline.len() > 511 {
-        return Err(AndroidError::Invalid(format!("kernel cmdline is {} bytes; the boot header holds 511", parts.cmdline.len())));
+        return Err(AndroidError::Invalid(format!(
+            "kernel cmdline is {} bytes; the boot header holds 511",
+            parts.cmdline.len()
+        )));
     }
     let len32 = |what: &str, d: &[u8]| {
         u32::try_from(d.len()).map_err(|_| AndroidError::Invalid(format!("{what} is over 4 GiB")))
     };
-    let (ks, rs, ss) = (len32("kernel", parts.kernel)?, len32("ramdisk", &ramdisk)?, len32("second", second)?);
+    let (ks, rs, ss) = (
+        len32("kernel", parts.kernel)?,
+        len32("ramdisk", &ramdisk)?,
+        len32("second", second)?,
+    );
     let mut id = Sha1::new();
     for (d, n) in [(parts.kernel, ks), (&ramdisk[..], rs), (second, ss)] {
         id.update(d);
@@ -137,7 +178,13 @@ mod tests {
     #[test]
     fn image_layout_and_determinism() {
         let mut ramdisk = BTreeMap::new();
-        ramdisk.insert("init".to_string(), RawNode::File { data: b"#!init".to_vec(), mode: Some(0o750) });
+        ramdisk.insert(
+            "init".to_string(),
+            RawNode::File {
+                data: b"#!init".to_vec(),
+                mode: Some(0o750),
+            },
+        );
         ramdisk.insert("sbin".to_string(), RawNode::Dir { mode: None });
         let parts = BootParts {
             kernel: b"KERNEL",
@@ -153,11 +200,18 @@ mod tests {
         assert_eq!(&a[..8], b"ANDROID!");
         assert_eq!(a.len() % 2048, 0);
         assert_eq!(&a[2048..2054], b"KERNEL");
-        assert_eq!(u32::from_le_bytes(a[12..16].try_into().unwrap()), 0x1000_8000);
+        assert_eq!(
+            u32::from_le_bytes(a[12..16].try_into().unwrap()),
+            0x1000_8000
+        );
         // The ramdisk unpacks to a cpio archive naming both entries.
         let rs = u32::from_le_bytes(a[16..20].try_into().unwrap()) as usize;
         let mut cpio = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&a[4096..4096 + rs]), &mut cpio).unwrap();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&a[4096..4096 + rs]),
+            &mut cpio,
+        )
+        .unwrap();
         let text = String::from_utf8_lossy(&cpio);
         assert!(text.starts_with("070701") && text.contains("init") && text.contains("TRAILER!!!"));
     }

@@ -51,7 +51,9 @@ impl Value {
     pub fn str(&self, func: &str) -> Result<&str> {
         match self {
             Value::Str(s) => Ok(s),
-            Value::Blob(_) => Err(AndroidError::Aborted(format!("{func}() expects a string argument, got binary data"))),
+            Value::Blob(_) => Err(AndroidError::Aborted(format!(
+                "{func}() expects a string argument, got binary data"
+            ))),
         }
     }
 }
@@ -119,7 +121,11 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize, usize)>> {
     let mut i = 0;
     let err = |pos: usize, message: String| {
         let (line, column) = line_col(src, pos);
-        AndroidError::Syntax { line, column, message }
+        AndroidError::Syntax {
+            line,
+            column,
+            message,
+        }
     };
     while i < b.len() {
         let c = b[i];
@@ -173,12 +179,21 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize, usize)>> {
                                 Some(b'"') => s.push(b'"'),
                                 Some(b'\\') => s.push(b'\\'),
                                 Some(b'x') => {
-                                    let h = src.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok());
-                                    let h = h.ok_or_else(|| err(i - 2, "\\x needs two hex digits".into()))?;
+                                    let h = src
+                                        .get(i..i + 2)
+                                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                                    let h = h.ok_or_else(|| {
+                                        err(i - 2, "\\x needs two hex digits".into())
+                                    })?;
                                     s.push(h);
                                     i += 2;
                                 }
-                                _ => return Err(err(i - 2, "unknown escape (\\n \\t \\\" \\\\ \\xHH)".into())),
+                                _ => {
+                                    return Err(err(
+                                        i - 2,
+                                        "unknown escape (\\n \\t \\\" \\\\ \\xHH)".into(),
+                                    ))
+                                }
                             }
                             continue;
                         }
@@ -186,7 +201,8 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize, usize)>> {
                     }
                     i += 1;
                 }
-                let s = String::from_utf8(s).map_err(|_| err(start, "string is not UTF-8".into()))?;
+                let s =
+                    String::from_utf8(s).map_err(|_| err(start, "string is not UTF-8".into()))?;
                 out.push((Tok::Str(s), start, i + 1));
                 i += 1;
                 continue;
@@ -241,7 +257,11 @@ impl Parser<'_> {
     }
     fn err(&self, message: String) -> AndroidError {
         let (line, column) = line_col(self.src, self.toks[self.pos].1);
-        AndroidError::Syntax { line, column, message }
+        AndroidError::Syntax {
+            line,
+            column,
+            message,
+        }
     }
     fn expect(&mut self, t: Tok, what: &str) -> Result<usize> {
         if *self.peek() == t {
@@ -277,7 +297,11 @@ impl Parser<'_> {
             if op == Tok::Semi {
                 let mut items = match left.kind {
                     Kind::Seq(v) => v,
-                    k => vec![Expr { kind: k, start, end: left.end }],
+                    k => vec![Expr {
+                        kind: k,
+                        start,
+                        end: left.end,
+                    }],
                 };
                 let mut end = op_end;
                 if self.starts_expr() {
@@ -285,7 +309,11 @@ impl Parser<'_> {
                     end = right.end;
                     items.push(right);
                 }
-                left = Expr { kind: Kind::Seq(items), start, end };
+                left = Expr {
+                    kind: Kind::Seq(items),
+                    start,
+                    end,
+                };
                 continue;
             }
             let right = self.expr(prec + 1)?;
@@ -309,7 +337,11 @@ impl Parser<'_> {
         match t {
             Tok::Str(s) => {
                 if *self.peek() != Tok::LParen {
-                    return Ok(Expr { kind: Kind::Lit(s), start, end });
+                    return Ok(Expr {
+                        kind: Kind::Lit(s),
+                        start,
+                        end,
+                    });
                 }
                 self.next();
                 let mut args = Vec::new();
@@ -324,17 +356,29 @@ impl Parser<'_> {
                     }
                 }
                 let end = self.expect(Tok::RParen, "',' or ')'")?;
-                Ok(Expr { kind: Kind::Call(s, args), start, end })
+                Ok(Expr {
+                    kind: Kind::Call(s, args),
+                    start,
+                    end,
+                })
             }
             Tok::LParen => {
                 let inner = self.expr(0)?;
                 let end = self.expect(Tok::RParen, "')'")?;
-                Ok(Expr { kind: inner.kind, start, end })
+                Ok(Expr {
+                    kind: inner.kind,
+                    start,
+                    end,
+                })
             }
             Tok::Not => {
                 let e = self.expr(6)?;
                 let end = e.end;
-                Ok(Expr { kind: Kind::Not(Box::new(e)), start, end })
+                Ok(Expr {
+                    kind: Kind::Not(Box::new(e)),
+                    start,
+                    end,
+                })
             }
             Tok::If => {
                 let c = self.expr(0)?;
@@ -347,11 +391,18 @@ impl Parser<'_> {
                     None
                 };
                 let end = self.expect(Tok::Endif, "'else' or 'endif'")?;
-                Ok(Expr { kind: Kind::If(Box::new(c), Box::new(a), b), start, end })
+                Ok(Expr {
+                    kind: Kind::If(Box::new(c), Box::new(a), b),
+                    start,
+                    end,
+                })
             }
             other => {
                 self.pos = self.pos.saturating_sub(1);
-                Err(self.err(format!("expected an expression, found {}", describe(&other))))
+                Err(self.err(format!(
+                    "expected an expression, found {}",
+                    describe(&other)
+                )))
             }
         }
     }
@@ -381,15 +432,26 @@ fn describe(t: &Tok) -> String {
 /// Parses a whole script.
 pub fn parse(source: &str) -> Result<Program> {
     let toks = lex(source)?;
-    let mut p = Parser { src: source, toks, pos: 0, depth: 0 };
+    let mut p = Parser {
+        src: source,
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     if *p.peek() == Tok::Eof {
         return Err(p.err("the script is empty".into()));
     }
     let root = p.expr(0)?;
     if *p.peek() != Tok::Eof {
-        return Err(p.err(format!("expected an operator or the end, found {}", describe(p.peek()))));
+        return Err(p.err(format!(
+            "expected an operator or the end, found {}",
+            describe(p.peek())
+        )));
     }
-    Ok(Program { source: source.to_string(), root })
+    Ok(Program {
+        source: source.to_string(),
+        root,
+    })
 }
 
 /// What runs the functions that are not built in (the recovery's).
@@ -400,11 +462,10 @@ pub trait Host {
     fn stdout(&mut self, text: &str);
 }
 
-fn int_arg(func: &str, v: &Value) -> Result<i64> {
-    let s = v.str(func)?;
-    s.trim()
-        .parse()
-        .map_err(|_| AndroidError::Aborted(format!("{func}: {s:?} is not an integer")))
+/// An integer argument; `None` (comparison false, as in edify) when the
+/// text is not an integer.
+fn int_arg(func: &str, v: &Value) -> Result<Option<i64>> {
+    Ok(v.str(func)?.trim().parse().ok())
 }
 
 impl Program {
@@ -464,7 +525,10 @@ impl Program {
     fn call(&self, name: &str, args: &[Expr], host: &mut dyn Host) -> Result<Value> {
         let arity = |lo: usize, hi: usize| {
             if args.len() < lo || args.len() > hi {
-                Err(AndroidError::Aborted(format!("{name}() expects {lo}..{hi} arguments, got {}", args.len())))
+                Err(AndroidError::Aborted(format!(
+                    "{name}() expects {lo}..{hi} arguments, got {}",
+                    args.len()
+                )))
             } else {
                 Ok(())
             }
@@ -524,14 +588,25 @@ impl Program {
                 // Validated, not waited: a simulator has nothing to wait for.
                 arity(1, 1)?;
                 let v = self.eval(&args[0], host)?;
-                int_arg(name, &v)?;
-                Ok(v)
+                match int_arg(name, &v)? {
+                    Some(_) => Ok(v),
+                    None => Err(AndroidError::Aborted(format!(
+                        "sleep: {v:?} is not an integer"
+                    ))),
+                }
             }
             "less_than_int" | "greater_than_int" => {
                 arity(2, 2)?;
                 let a = int_arg(name, &self.eval(&args[0], host)?)?;
                 let b = int_arg(name, &self.eval(&args[1], host)?)?;
-                Ok(Value::bool(if name == "less_than_int" { a < b } else { a > b }))
+                Ok(match (a, b) {
+                    (Some(a), Some(b)) => Value::bool(if name == "less_than_int" {
+                        a < b
+                    } else {
+                        a > b
+                    }),
+                    _ => Value::f(),
+                })
             }
             _ => {
                 let mut vals = Vec::with_capacity(args.len());
@@ -552,7 +627,13 @@ mod tests {
     impl Host for Echo {
         fn call(&mut self, name: &str, args: Vec<Value>) -> Result<Value> {
             match name {
-                "getprop" => Ok(Value::Str(if args[0] == Value::Str("ro.product.device".into()) { "crespo".into() } else { String::new() })),
+                "getprop" => Ok(Value::Str(
+                    if args[0] == Value::Str("ro.product.device".into()) {
+                        "crespo".into()
+                    } else {
+                        String::new()
+                    },
+                )),
                 "ui_print" => {
                     self.0.push(args[0].str(name)?.to_string());
                     Ok(Value::t())
@@ -577,26 +658,52 @@ mod tests {
         assert_eq!(run("!\"\" && \"x\"").unwrap().0, Value::Str("x".into()));
         assert_eq!(run("\"\" || \"y\";").unwrap().0, Value::Str("y".into()));
         assert_eq!(run("a; b; c").unwrap().0, Value::Str("c".into()));
-        assert_eq!(run("if \"\" then a else b endif").unwrap().0, Value::Str("b".into()));
+        assert_eq!(
+            run("if \"\" then a else b endif").unwrap().0,
+            Value::Str("b".into())
+        );
         assert_eq!(run("ifelse(x != x, a)").unwrap().0, Value::f());
-        assert_eq!(run("less_than_int(5, 10) && greater_than_int(0x10 == 0x10, 0) || z").unwrap_err().to_string(),
-            "script aborted: greater_than_int: \"t\" is not an integer");
-        assert_eq!(run("concat(\"a\\x41\\n\", is_substring(b, abc))").unwrap().0, Value::Str("aA\nt".into()));
+        assert_eq!(
+            run("less_than_int(5, 10) && greater_than_int(11, 10)")
+                .unwrap()
+                .0,
+            Value::t()
+        );
+        // Not an integer: false, as edify does (so an unset date passes the older-build check).
+        assert_eq!(
+            run("!less_than_int(1400000000, \"\")").unwrap().0,
+            Value::t()
+        );
+        assert_eq!(
+            run("concat(\"a\\x41\\n\", is_substring(b, abc))")
+                .unwrap()
+                .0,
+            Value::Str("aA\nt".into())
+        );
     }
 
     #[test]
     fn generated_device_assert_aborts_with_message() {
         let s = "getprop(\"ro.product.device\") == \"maguro\" || abort(\"This package is for \\\"maguro\\\" devices; this is a \\\"\" + getprop(\"ro.product.device\") + \"\\\".\");\nui_print(\"never\");";
         let e = run(s).unwrap_err().to_string();
-        assert_eq!(e, "script aborted: This package is for \"maguro\" devices; this is a \"crespo\".");
+        assert_eq!(
+            e,
+            "script aborted: This package is for \"maguro\" devices; this is a \"crespo\"."
+        );
         let ok = s.replace("maguro", "crespo");
         assert_eq!(run(&ok).unwrap().1, ["never"]);
     }
 
     #[test]
     fn assert_names_the_failing_expression() {
-        let e = run("assert(getprop(\"ro.product.device\") == \"crespo\",\n  getprop(\"x\") == \"y\");").unwrap_err();
-        assert_eq!(e.to_string(), "script aborted: assert failed: getprop(\"x\") == \"y\"");
+        let e = run(
+            "assert(getprop(\"ro.product.device\") == \"crespo\",\n  getprop(\"x\") == \"y\");",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "script aborted: assert failed: getprop(\"x\") == \"y\""
+        );
     }
 
     #[test]
@@ -606,14 +713,20 @@ mod tests {
             ("a;\n  ) b", "updater-script:2:3: expected an operator"),
             ("\"open", "updater-script:1:1: unterminated string"),
             ("a @ b", "updater-script:1:3: unexpected character '@'"),
-            ("if a then b", "updater-script:1:12: expected 'else' or 'endif'"),
+            (
+                "if a then b",
+                "updater-script:1:12: expected 'else' or 'endif'",
+            ),
             ("", "updater-script:1:1: the script is empty"),
         ] {
             let e = parse(src).unwrap_err().to_string();
             assert!(e.starts_with(want), "{src:?}: {e}");
         }
         let deep = "(".repeat(5000) + "a" + &")".repeat(5000);
-        assert!(parse(&deep).unwrap_err().to_string().contains("nested more than"));
+        assert!(parse(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("nested more than"));
         // A long script is a flat sequence, not a deep tree.
         let long = "ui_print(\"x\");\n".repeat(100_000);
         assert_eq!(run(&long).unwrap().1.len(), 100_000);
@@ -621,6 +734,9 @@ mod tests {
 
     #[test]
     fn unknown_functions_are_errors() {
-        assert_eq!(run("frobnicate(1)").unwrap_err().to_string(), "script aborted: unknown function frobnicate");
+        assert_eq!(
+            run("frobnicate(1)").unwrap_err().to_string(),
+            "script aborted: unknown function frobnicate"
+        );
     }
 }

@@ -70,7 +70,9 @@ pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> A
 }
 
 /// Attaches a context to a zip error.
-pub(crate) fn zip_err(context: impl Into<String>) -> impl FnOnce(zip::result::ZipError) -> AndroidError {
+pub(crate) fn zip_err(
+    context: impl Into<String>,
+) -> impl FnOnce(zip::result::ZipError) -> AndroidError {
     let context = context.into();
     move |source| AndroidError::Zip { context, source }
 }

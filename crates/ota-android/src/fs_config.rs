@@ -60,15 +60,27 @@ impl FsConfig {
             let (Some(path), Some(uid), Some(gid), Some(mode)) =
                 (cols.next(), cols.next(), cols.next(), cols.next())
             else {
-                return Err(bad(format!("expected <path> <uid> <gid> <mode>, found {line:?}")));
+                return Err(bad(format!(
+                    "expected <path> <uid> <gid> <mode>, found {line:?}"
+                )));
             };
-            let uid = uid.parse().map_err(|_| bad(format!("uid {uid:?} is not a number")))?;
-            let gid = gid.parse().map_err(|_| bad(format!("gid {gid:?} is not a number")))?;
+            let uid = uid
+                .parse()
+                .map_err(|_| bad(format!("uid {uid:?} is not a number")))?;
+            let gid = gid
+                .parse()
+                .map_err(|_| bad(format!("gid {gid:?} is not a number")))?;
             let mode = u32::from_str_radix(mode, 8)
                 .ok()
                 .filter(|m| *m <= 0o7777)
                 .ok_or_else(|| bad(format!("mode {mode:?} is not an octal permission")))?;
-            let mut meta = Meta { uid, gid, mode, selabel: None, capabilities: None };
+            let mut meta = Meta {
+                uid,
+                gid,
+                mode,
+                selabel: None,
+                capabilities: None,
+            };
             for kv in cols {
                 match kv.split_once('=') {
                     Some(("selabel", v)) if !v.is_empty() => meta.selabel = Some(v.to_string()),
@@ -83,7 +95,9 @@ impl FsConfig {
                 }
             }
             if path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
-                return Err(bad(format!("path {path:?} must be relative, without '..' or '//'")));
+                return Err(bad(format!(
+                    "path {path:?} must be relative, without '..' or '//'"
+                )));
             }
             entries.insert(path.to_string(), meta);
         }
@@ -117,7 +131,10 @@ mod tests {
                  system/etc/dbus.conf 1002 1002 440\n";
         let c = FsConfig::parse(t, "f").unwrap();
         let p = c.get("system/bin/ping").unwrap();
-        assert_eq!((p.uid, p.gid, p.mode, p.capabilities), (0, 2000, 0o4755, Some(0x2000)));
+        assert_eq!(
+            (p.uid, p.gid, p.mode, p.capabilities),
+            (0, 2000, 0o4755, Some(0x2000))
+        );
         assert_eq!(c.get("system/etc/dbus.conf").unwrap().selabel, None);
         assert_eq!(FsConfig::parse(&c.to_text(), "f").unwrap(), c);
     }

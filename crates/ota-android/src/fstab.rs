@@ -69,7 +69,9 @@ impl Fstab {
                     let (device2, options) = match pieces.get(3) {
                         Some(d) if d.starts_with('/') => (Some(d.to_string()), pieces.get(4)),
                         Some(_) if pieces.len() == 5 => {
-                            return Err(bad(format!("fstab v1: device2 must be a path, found {line:?}")))
+                            return Err(bad(format!(
+                                "fstab v1: device2 must be a path, found {line:?}"
+                            )))
                         }
                         other => (None, other),
                     };
@@ -101,16 +103,25 @@ impl Fstab {
                     };
                     (p, Some(pieces[4]))
                 }
-                v => return Err(AndroidError::Invalid(format!("unknown fstab_version {v} (1 or 2)"))),
+                v => {
+                    return Err(AndroidError::Invalid(format!(
+                        "unknown fstab_version {v} (1 or 2)"
+                    )))
+                }
             };
             let mut p = p;
             for opt in options.into_iter().flat_map(|o| o.split(',')) {
                 if let Some(len) = opt.strip_prefix("length=") {
-                    p.length = len.parse().map_err(|_| bad(format!("length {len:?} is not an integer")))?;
+                    p.length = len
+                        .parse()
+                        .map_err(|_| bad(format!("length {len:?} is not an integer")))?;
                 }
             }
             if !p.mount_point.starts_with('/') {
-                return Err(bad(format!("mount point {:?} must be absolute", p.mount_point)));
+                return Err(bad(format!(
+                    "mount point {:?} must be absolute",
+                    p.mount_point
+                )));
             }
             partitions.insert(p.mount_point.clone(), p);
         }
@@ -119,9 +130,9 @@ impl Fstab {
 
     /// The partition mounted at `mount_point`, or an error naming it.
     pub fn get(&self, mount_point: &str) -> Result<&Partition> {
-        self.partitions
-            .get(mount_point)
-            .ok_or_else(|| AndroidError::Missing(format!("an entry for {mount_point} in recovery.fstab")))
+        self.partitions.get(mount_point).ok_or_else(|| {
+            AndroidError::Missing(format!("an entry for {mount_point} in recovery.fstab"))
+        })
     }
 }
 
@@ -134,7 +145,10 @@ mod tests {
         let v1 = "# mount point fstype device [device2]\n/system ext4 /dev/block/mmcblk0p9\n/boot emmc /dev/block/mmcblk0p7\n/data ext4 /dev/block/mmcblk0p12 length=-16384\n/sdcard vfat /dev/block/mmcblk1p1 /dev/block/mmcblk1\n";
         let f = Fstab::parse(v1, 1, "fstab").unwrap();
         assert_eq!(f.get("/data").unwrap().length, -16384);
-        assert_eq!(f.get("/sdcard").unwrap().device2.as_deref(), Some("/dev/block/mmcblk1"));
+        assert_eq!(
+            f.get("/sdcard").unwrap().device2.as_deref(),
+            Some("/dev/block/mmcblk1")
+        );
         assert_eq!(f.get("/boot").unwrap().partition_type().unwrap(), "EMMC");
         let v2 = "/dev/block/platform/msm_sdcc.1/by-name/system /system ext4 ro,barrier=1 wait\n/dev/block/platform/msm_sdcc.1/by-name/userdata /data ext4 nosuid wait,length=-16384\n/devices/platform/sdhci /storage/sdcard1 vfat nosuid voldmanaged=sdcard1:auto\n";
         let f = Fstab::parse(v2, 2, "fstab").unwrap();
@@ -145,9 +159,13 @@ mod tests {
 
     #[test]
     fn malformed_lines() {
-        let e = Fstab::parse("/system ext4\n", 1, "r.fstab").unwrap_err().to_string();
+        let e = Fstab::parse("/system ext4\n", 1, "r.fstab")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("r.fstab:1: fstab v1"), "{e}");
-        let e = Fstab::parse("a b c d\n", 2, "r.fstab").unwrap_err().to_string();
+        let e = Fstab::parse("a b c d\n", 2, "r.fstab")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("exactly 5 fields"), "{e}");
         assert!(Fstab::parse("/system ext4 /dev/x length=abc\n", 1, "f").is_err());
     }

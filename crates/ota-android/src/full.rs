@@ -18,7 +18,10 @@ pub fn write_full(target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Resu
         metadata.insert("ota-wipe".into(), "yes".into());
     }
     let mut zip = PackageWriter::create(out)?;
-    let mut script = Script::new(target.fstab.clone(), target.misc_info.flag("use_set_metadata"));
+    let mut script = Script::new(
+        target.fstab.clone(),
+        target.misc_info.flag("use_set_metadata"),
+    );
 
     if !opts.no_prereq {
         let ts = target.prop("ro.build.date.utc")?;
@@ -35,9 +38,13 @@ pub fn write_full(target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Resu
         script.mount(&format!("/{}", t.name))?;
     }
     let recovery = match (&target.boot_image, &target.recovery_image) {
-        (Some(b), Some(r)) if target.fstab.get("/recovery").is_ok() => Some(package::recovery_patch(target, b, r)?),
+        (Some(b), Some(r)) if target.fstab.get("/recovery").is_ok() => {
+            Some(package::recovery_patch(target, b, r)?)
+        }
         (Some(_), Some(_)) => {
-            report.notes.push("recovery.fstab has no /recovery: no recovery-from-boot patch".into());
+            report
+                .notes
+                .push("recovery.fstab has no /recovery: no recovery-from-boot patch".into());
             None
         }
         _ => None,
@@ -78,7 +85,10 @@ pub fn write_full(target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Resu
             script.write_raw_image("/boot", "boot.img")?;
             script.show_progress(0.1, 0);
         }
-        None => report.notes.push("target-files has no boot image (BOOT/kernel or IMAGES/boot.img): boot is not written".into()),
+        None => report.notes.push(
+            "target-files has no boot image (BOOT/kernel or IMAGES/boot.img): boot is not written"
+                .into(),
+        ),
     }
     if let Some(fc) = &target.file_contexts {
         zip.add("file_contexts", fc, 0o644)?;
@@ -88,7 +98,11 @@ pub fn write_full(target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Resu
     }
     script.unmount_all();
     zip.finish_script(&script, target, &metadata, &mut report)?;
-    report.verbatim = target.trees.iter().flat_map(|t| t.files().map(|(p, _)| p.to_string())).collect();
+    report.verbatim = target
+        .trees
+        .iter()
+        .flat_map(|t| t.files().map(|(p, _)| p.to_string()))
+        .collect();
     zip.finish(opts.signer.as_ref(), &mut report)?;
     Ok(report)
 }

@@ -33,18 +33,30 @@ struct Patched {
 
 fn bsdiff(old: &[u8], new: &[u8], threads: usize) -> Result<Vec<u8>> {
     let mut patch = Vec::new();
-    let opts = ota_delta::DiffOptions { format: ota_delta::Format::Bsdiff40, threads: threads.max(1), ..Default::default() };
+    let opts = ota_delta::DiffOptions {
+        format: ota_delta::Format::Bsdiff40,
+        threads: threads.max(1),
+        ..Default::default()
+    };
     ota_delta::diff_bytes(old, new, &opts, &mut patch)?;
     Ok(patch)
 }
 
 /// Writes an incremental package from `source` to `target` into `out`.
-pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Result<BuildReport> {
+pub fn write_incremental(
+    source: &TargetFiles,
+    target: &TargetFiles,
+    out: &Path,
+    opts: &BuildOptions,
+) -> Result<BuildReport> {
     let mut report = BuildReport::default();
     let mut metadata = package::base_metadata(target)?;
     let src_fp = source.prop("ro.build.fingerprint")?.to_string();
     let tgt_fp = target.prop("ro.build.fingerprint")?.to_string();
-    metadata.insert("pre-device".into(), source.prop("ro.product.device")?.to_string());
+    metadata.insert(
+        "pre-device".into(),
+        source.prop("ro.product.device")?.to_string(),
+    );
     metadata.insert("pre-build".into(), src_fp.clone());
     if let Some(inc) = source.build_prop.get("ro.build.version.incremental") {
         metadata.insert("pre-build-incremental".into(), inc.to_string());
@@ -64,7 +76,10 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
     let mut changed: Vec<(&str, &[u8], &[u8])> = Vec::new();
     let mut deleted: Vec<String> = Vec::new();
     for t in &target.trees {
-        let src_files: BTreeMap<&str, &[u8]> = source.tree(&t.name).map(|s| s.files().collect()).unwrap_or_default();
+        let src_files: BTreeMap<&str, &[u8]> = source
+            .tree(&t.name)
+            .map(|s| s.files().collect())
+            .unwrap_or_default();
         for (path, data) in t.files() {
             match src_files.get(path) {
                 None => {
@@ -78,7 +93,12 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
             }
         }
         let tgt_files: BTreeSet<&str> = t.files().map(|(p, _)| p).collect();
-        deleted.extend(src_files.keys().filter(|p| !tgt_files.contains(*p)).map(|p| format!("/{p}")));
+        deleted.extend(
+            src_files
+                .keys()
+                .filter(|p| !tgt_files.contains(*p))
+                .map(|p| format!("/{p}")),
+        );
     }
     if let Some(s) = source.trees.iter().find(|s| target.tree(&s.name).is_none()) {
         return Err(AndroidError::Invalid(format!("the source build has /{} and the target does not; an incremental cannot remove a partition", s.name)));
@@ -86,13 +106,22 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
 
     // Diff in parallel, largest first so the long ones start early.
     changed.sort_by_key(|(_, _, new)| std::cmp::Reverse(new.len()));
-    let threads = if opts.worker_threads == 0 { rayon::current_num_threads() } else { opts.worker_threads };
+    let threads = if opts.worker_threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        opts.worker_threads
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| AndroidError::Invalid(format!("starting {threads} diff workers: {e}")))?;
     let per_diff = if changed.len() > 1 { 1 } else { threads };
-    let patches: Vec<Result<Vec<u8>>> = pool.install(|| changed.par_iter().map(|(_, old, new)| bsdiff(old, new, per_diff)).collect());
+    let patches: Vec<Result<Vec<u8>>> = pool.install(|| {
+        changed
+            .par_iter()
+            .map(|(_, old, new)| bsdiff(old, new, per_diff))
+            .collect()
+    });
 
     let mut patch_list: Vec<Patched> = Vec::new();
     for ((path, old, new), patch) in changed.iter().zip(patches) {
@@ -103,7 +132,9 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
             continue;
         }
         zip.add(&format!("patch/{path}.p"), &patch, 0o644)?;
-        report.patched.push((path.to_string(), patch.len() as u64, new.len() as u64));
+        report
+            .patched
+            .push((path.to_string(), patch.len() as u64, new.len() as u64));
         patch_list.push(Patched {
             path: path.to_string(),
             src_sha1: sha1_hex(old),
@@ -128,33 +159,54 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
     let boot = match (&source.boot_image, &target.boot_image) {
         (Some(s), Some(t)) if s != t => {
             let p = target.fstab.get("/boot")?;
-            let spec = format!("{}:{}:{}:{}:{}:{}", p.partition_type()?, p.device, s.len(), sha1_hex(s), t.len(), sha1_hex(t));
+            let spec = format!(
+                "{}:{}:{}:{}:{}:{}",
+                p.partition_type()?,
+                p.device,
+                s.len(),
+                sha1_hex(s),
+                t.len(),
+                sha1_hex(t)
+            );
             let patch = bsdiff(s, t, threads)?;
             zip.add("patch/boot.img.p", &patch, 0o644)?;
-            report.patched.push(("boot.img".into(), patch.len() as u64, t.len() as u64));
-            Some((spec, s.len() as u64, t.len() as u64, sha1_hex(s), sha1_hex(t)))
+            report
+                .patched
+                .push(("boot.img".into(), patch.len() as u64, t.len() as u64));
+            Some((
+                spec,
+                s.len() as u64,
+                t.len() as u64,
+                sha1_hex(s),
+                sha1_hex(t),
+            ))
         }
         (None, Some(_)) => {
-            report.notes.push("the source build has no boot image: boot is not updated".into());
+            report
+                .notes
+                .push("the source build has no boot image: boot is not updated".into());
             None
         }
         _ => None,
     };
     let updating_recovery = match (&target.boot_image, &target.recovery_image) {
-        (Some(b), Some(r)) if source.recovery_image.as_ref() != Some(r) || source.boot_image.as_ref() != Some(b) => {
-            if target.fstab.get("/recovery").is_ok() {
-                for (name, data, perms) in package::recovery_patch(target, b, r)? {
-                    zip.add(&name, &data, perms)?;
-                }
-                true
-            } else {
-                false
+        (Some(b), Some(r))
+            if (source.recovery_image.as_ref() != Some(r)
+                || source.boot_image.as_ref() != Some(b))
+                && target.fstab.get("/recovery").is_ok() =>
+        {
+            for (name, data, perms) in package::recovery_patch(target, b, r)? {
+                zip.add(&name, &data, perms)?;
             }
+            true
         }
         _ => false,
     };
 
-    let mut script = Script::new(target.fstab.clone(), target.misc_info.flag("use_set_metadata"));
+    let mut script = Script::new(
+        target.fstab.clone(),
+        target.misc_info.flag("use_set_metadata"),
+    );
     for t in &target.trees {
         script.mount(&format!("/{}", t.name))?;
     }
@@ -204,7 +256,14 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
             continue;
         }
         let f = format!("/{}", p.path);
-        script.apply_patch(&f, "-", p.tgt_size, &p.tgt_sha1, &p.src_sha1, &format!("patch/{}.p", p.path));
+        script.apply_patch(
+            &f,
+            "-",
+            p.tgt_size,
+            &p.tgt_sha1,
+            &p.src_sha1,
+            &format!("patch/{}.p", p.path),
+        );
         so_far += p.tgt_size as f64;
         script.set_progress(so_far / total_patch);
     }
@@ -215,7 +274,10 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
         script.set_progress(so_far / total_patch);
     }
     if updating_recovery {
-        script.delete_files(&["/system/recovery-from-boot.p".into(), "/system/etc/install-recovery.sh".into()]);
+        script.delete_files(&[
+            "/system/recovery-from-boot.p".into(),
+            "/system/etc/install-recovery.sh".into(),
+        ]);
     }
     script.show_progress(0.1, 10);
 
@@ -226,16 +288,31 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
         let (tree, cfg) = package::with_recovery_items(target, t);
         permissions::set_permissions(&tree, &cfg, &mut temp)?;
     }
-    let tgt_links: BTreeMap<String, String> =
-        target.trees.iter().flat_map(|t| t.symlinks()).map(|(dest, link)| (link, dest)).collect();
-    let src_links: BTreeMap<String, String> =
-        source.trees.iter().flat_map(|t| t.symlinks()).map(|(dest, link)| (link, dest)).collect();
-    let stale: Vec<String> = src_links.keys().filter(|l| !tgt_links.contains_key(*l)).cloned().collect();
+    let tgt_links: BTreeMap<String, String> = target
+        .trees
+        .iter()
+        .flat_map(|t| t.symlinks())
+        .map(|(dest, link)| (link, dest))
+        .collect();
+    let src_links: BTreeMap<String, String> = source
+        .trees
+        .iter()
+        .flat_map(|t| t.symlinks())
+        .map(|(dest, link)| (link, dest))
+        .collect();
+    let stale: Vec<String> = src_links
+        .keys()
+        .filter(|l| !tgt_links.contains_key(*l))
+        .cloned()
+        .collect();
     script.delete_files(&stale);
     if !verbatim.is_empty() {
         script.print("Unpacking new files...");
         for t in &target.trees {
-            if verbatim.iter().any(|(p, _)| p.starts_with(&format!("{}/", t.name))) {
+            if verbatim
+                .iter()
+                .any(|(p, _)| p.starts_with(&format!("{}/", t.name)))
+            {
                 script.unpack_package_dir(&t.name, &format!("/{}", t.name));
             }
         }
@@ -260,9 +337,22 @@ pub fn write_incremental(source: &TargetFiles, target: &TargetFiles, out: &Path,
         script.print("Patching remaining system files...");
         for p in deferred {
             let f = format!("/{}", p.path);
-            script.apply_patch(&f, "-", p.tgt_size, &p.tgt_sha1, &p.src_sha1, &format!("patch/{}.p", p.path));
+            script.apply_patch(
+                &f,
+                "-",
+                p.tgt_size,
+                &p.tgt_sha1,
+                &p.src_sha1,
+                &format!("patch/{}.p", p.path),
+            );
         }
-        let m = crate::fs_config::Meta { uid: 0, gid: 0, mode: 0o644, selabel: None, capabilities: None };
+        let m = crate::fs_config::Meta {
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            selabel: None,
+            capabilities: None,
+        };
         script.set_permissions("/system/build.prop", &m);
     }
 

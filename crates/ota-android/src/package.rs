@@ -70,15 +70,27 @@ impl PackageWriter {
         let tmp = tempfile::Builder::new()
             .prefix(".ota-package-")
             .tempfile_in(&dir)
-            .map_err(io(format!("creating a temporary file in {}", dir.display())))?;
-        let file = tmp.reopen().map_err(io("reopening the temporary package"))?;
-        Ok(PackageWriter { zip: zip::ZipWriter::new(file), tmp, out: out.to_path_buf(), names: Default::default() })
+            .map_err(io(format!(
+                "creating a temporary file in {}",
+                dir.display()
+            )))?;
+        let file = tmp
+            .reopen()
+            .map_err(io("reopening the temporary package"))?;
+        Ok(PackageWriter {
+            zip: zip::ZipWriter::new(file),
+            tmp,
+            out: out.to_path_buf(),
+            names: Default::default(),
+        })
     }
 
     /// Adds one entry with Unix permissions `perms`.
     pub fn add(&mut self, name: &str, data: &[u8], perms: u32) -> Result<()> {
         if !self.names.insert(name.to_string()) {
-            return Err(AndroidError::Invalid(format!("{name} would be written twice to the package")));
+            return Err(AndroidError::Invalid(format!(
+                "{name} would be written twice to the package"
+            )));
         }
         let date = zip::DateTime::from_date_and_time(2009, 1, 1, 0, 0, 0)
             .map_err(|_| AndroidError::Invalid("bad zip date".into()))?;
@@ -97,7 +109,9 @@ impl PackageWriter {
     pub fn add_dir(&mut self, name: &str) -> Result<()> {
         let date = zip::DateTime::from_date_and_time(2009, 1, 1, 0, 0, 0)
             .map_err(|_| AndroidError::Invalid("bad zip date".into()))?;
-        let opts = SimpleFileOptions::default().last_modified_time(date).unix_permissions(0o755);
+        let opts = SimpleFileOptions::default()
+            .last_modified_time(date)
+            .unix_permissions(0o755);
         self.zip
             .add_directory(name, opts)
             .map_err(zip_err(format!("writing {name}/ to the package")))
@@ -112,7 +126,11 @@ impl PackageWriter {
         metadata: &BTreeMap<String, String>,
         report: &mut BuildReport,
     ) -> Result<()> {
-        self.add("META-INF/com/google/android/updater-script", script.text().as_bytes(), 0o644)?;
+        self.add(
+            "META-INF/com/google/android/updater-script",
+            script.text().as_bytes(),
+            0o644,
+        )?;
         match &target.updater {
             Some(u) => self.add("META-INF/com/google/android/update-binary", u, 0o755)?,
             None => report.notes.push(
@@ -129,7 +147,10 @@ impl PackageWriter {
             let pem = s.cert_pem();
             self.add("META-INF/com/android/otacert", pem.as_bytes(), 0o644)?;
         }
-        let file = self.zip.finish().map_err(zip_err("finishing the package"))?;
+        let file = self
+            .zip
+            .finish()
+            .map_err(zip_err("finishing the package"))?;
         drop(file);
         if let Some(s) = signer {
             s.sign_whole_file(self.tmp.path())?;
@@ -138,10 +159,13 @@ impl PackageWriter {
             .as_file()
             .sync_all()
             .map_err(io("syncing the package"))?;
-        report.size = std::fs::metadata(self.tmp.path()).map_err(io("reading the package size"))?.len();
-        self.tmp
-            .persist(&self.out)
-            .map_err(|e| AndroidError::Io { context: format!("renaming the package to {}", self.out.display()), source: e.error })?;
+        report.size = std::fs::metadata(self.tmp.path())
+            .map_err(io("reading the package size"))?
+            .len();
+        self.tmp.persist(&self.out).map_err(|e| AndroidError::Io {
+            context: format!("renaming the package to {}", self.out.display()),
+            source: e.error,
+        })?;
         report.output = self.out;
         Ok(())
     }
@@ -150,8 +174,14 @@ impl PackageWriter {
 /// The metadata keys of the build's own side (`post-*`), plus `ota-type`.
 pub fn base_metadata(target: &TargetFiles) -> Result<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
-    m.insert("post-build".into(), target.prop("ro.build.fingerprint")?.to_string());
-    m.insert("post-timestamp".into(), target.prop("ro.build.date.utc")?.to_string());
+    m.insert(
+        "post-build".into(),
+        target.prop("ro.build.fingerprint")?.to_string(),
+    );
+    m.insert(
+        "post-timestamp".into(),
+        target.prop("ro.build.date.utc")?.to_string(),
+    );
     if let Some(inc) = target.build_prop.get("ro.build.version.incremental") {
         m.insert("post-build-incremental".into(), inc.to_string());
     }
@@ -166,7 +196,9 @@ pub fn default_name(source: Option<&TargetFiles>, target: &TargetFiles) -> Resul
     let inc = |t: &TargetFiles| -> Result<String> {
         let v = t.prop("ro.build.version.incremental")?;
         if v.is_empty() || v.contains(['/', '\\']) || v.starts_with('.') {
-            return Err(AndroidError::Invalid(format!("ro.build.version.incremental {v:?} cannot be part of a file name")));
+            return Err(AndroidError::Invalid(format!(
+                "ro.build.version.incremental {v:?} cannot be part of a file name"
+            )));
         }
         Ok(v.to_string())
     };
@@ -179,11 +211,18 @@ pub fn default_name(source: Option<&TargetFiles>, target: &TargetFiles) -> Resul
 /// The recovery patch and its install script (`MakeRecoveryPatch`): the
 /// recovery image as a BSDIFF40 patch from the boot image, and the shell
 /// script that init runs to apply it. Returns the two zip entries.
-pub fn recovery_patch(target: &TargetFiles, boot: &[u8], recovery: &[u8]) -> Result<Vec<(String, Vec<u8>, u32)>> {
+pub fn recovery_patch(
+    target: &TargetFiles,
+    boot: &[u8],
+    recovery: &[u8],
+) -> Result<Vec<(String, Vec<u8>, u32)>> {
     let b = target.fstab.get("/boot")?;
     let r = target.fstab.get("/recovery")?;
     let mut patch = Vec::new();
-    let opts = ota_delta::DiffOptions { format: ota_delta::Format::Bsdiff40, ..Default::default() };
+    let opts = ota_delta::DiffOptions {
+        format: ota_delta::Format::Bsdiff40,
+        ..Default::default()
+    };
     ota_delta::diff_bytes(boot, recovery, &opts, &mut patch)?;
     let (bt, rt) = (b.partition_type()?, r.partition_type()?);
     let (bs, rs) = (sha1_hex(boot), sha1_hex(recovery));
@@ -196,7 +235,11 @@ pub fn recovery_patch(target: &TargetFiles, boot: &[u8], recovery: &[u8]) -> Res
     );
     Ok(vec![
         ("recovery/recovery-from-boot.p".into(), patch, 0o644),
-        ("recovery/etc/install-recovery.sh".into(), sh.into_bytes(), 0o544),
+        (
+            "recovery/etc/install-recovery.sh".into(),
+            sh.into_bytes(),
+            0o544,
+        ),
     ])
 }
 
@@ -209,14 +252,46 @@ pub fn with_recovery_items(
     use crate::target_files::RawNode;
     let mut tree = tree.clone();
     let mut cfg = target.fs_config.clone();
-    if tree.name == "system" && target.boot_image.is_some() && target.recovery_image.is_some() && target.fstab.get("/recovery").is_ok() {
-        for (p, mode) in [("system/recovery-from-boot.p", 0o644), ("system/etc/install-recovery.sh", 0o544)] {
-            tree.entries.insert(p.into(), RawNode::File { data: Vec::new(), mode: Some(mode) });
-            tree.entries.entry("system/etc".into()).or_insert(RawNode::Dir { mode: None });
-            cfg.entries.entry("system/etc".into()).or_insert(crate::fs_config::Meta { uid: 0, gid: 0, mode: 0o755, selabel: None, capabilities: None });
+    if tree.name == "system"
+        && target.boot_image.is_some()
+        && target.recovery_image.is_some()
+        && target.fstab.get("/recovery").is_ok()
+    {
+        for (p, mode) in [
+            ("system/recovery-from-boot.p", 0o644),
+            ("system/etc/install-recovery.sh", 0o544),
+        ] {
+            tree.entries.insert(
+                p.into(),
+                RawNode::File {
+                    data: Vec::new(),
+                    mode: Some(mode),
+                },
+            );
+            tree.entries
+                .entry("system/etc".into())
+                .or_insert(RawNode::Dir { mode: None });
+            cfg.entries
+                .entry("system/etc".into())
+                .or_insert(crate::fs_config::Meta {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o755,
+                    selabel: None,
+                    capabilities: None,
+                });
             // Like releasetools: no label of their own (they keep the one
             // the recursive call gives).
-            cfg.entries.insert(p.into(), crate::fs_config::Meta { uid: 0, gid: 0, mode, selabel: None, capabilities: None });
+            cfg.entries.insert(
+                p.into(),
+                crate::fs_config::Meta {
+                    uid: 0,
+                    gid: 0,
+                    mode,
+                    selabel: None,
+                    capabilities: None,
+                },
+            );
         }
     }
     (tree, cfg)

@@ -29,7 +29,14 @@ pub struct Subtree {
     pub capabilities: Option<u64>,
 }
 
-type Key = (u32, u32, Option<u32>, Option<u32>, Option<String>, Option<u64>);
+type Key = (
+    u32,
+    u32,
+    Option<u32>,
+    Option<u32>,
+    Option<String>,
+    Option<u64>,
+);
 
 struct Item {
     name: String,
@@ -55,19 +62,28 @@ pub fn set_permissions(tree: &Tree, fs_config: &FsConfig, script: &mut Script) -
             AndroidError::Invalid(format!("{path} has no entry in META/filesystem_config.txt"))
         })?;
         index.insert(path, items.len());
-        items.push(Item { name: path.clone(), meta, children: is_dir.then(Vec::new), best: None });
+        items.push(Item {
+            name: path.clone(),
+            meta,
+            children: is_dir.then(Vec::new),
+            best: None,
+        });
     }
     // BTreeMap order puts a parent before its children; children lists end
     // up sorted by path.
     for i in 0..items.len() {
         let name = items[i].name.clone();
         if let Some((parent, _)) = name.rsplit_once('/') {
-            let p = *index
-                .get(parent)
-                .ok_or_else(|| AndroidError::Invalid(format!("{name}: parent {parent} is missing")))?;
+            let p = *index.get(parent).ok_or_else(|| {
+                AndroidError::Invalid(format!("{name}: parent {parent} is missing"))
+            })?;
             match &mut items[p].children {
                 Some(c) => c.push(i),
-                None => return Err(AndroidError::Invalid(format!("{parent} is a file but has children"))),
+                None => {
+                    return Err(AndroidError::Invalid(format!(
+                        "{parent} is a file but has children"
+                    )))
+                }
             }
         }
     }
@@ -75,7 +91,14 @@ pub fn set_permissions(tree: &Tree, fs_config: &FsConfig, script: &mut Script) -
         .get(tree.name.as_str())
         .ok_or_else(|| AndroidError::Invalid(format!("{} has no root entry", tree.name)))?;
     count(&mut items, root);
-    let unset = Subtree { uid: u32::MAX, gid: u32::MAX, dmode: u32::MAX, fmode: u32::MAX, selabel: None, capabilities: None };
+    let unset = Subtree {
+        uid: u32::MAX,
+        gid: u32::MAX,
+        dmode: u32::MAX,
+        fmode: u32::MAX,
+        selabel: None,
+        capabilities: None,
+    };
     emit(&items, root, &unset, script);
     Ok(())
 }
@@ -83,7 +106,17 @@ pub fn set_permissions(tree: &Tree, fs_config: &FsConfig, script: &mut Script) -
 fn count(items: &mut [Item], i: usize) -> HashMap<Key, usize> {
     let m = items[i].meta.clone();
     let mut d: HashMap<Key, usize> = HashMap::new();
-    d.insert((m.uid, m.gid, Some(m.mode), None, m.selabel.clone(), m.capabilities), 1);
+    d.insert(
+        (
+            m.uid,
+            m.gid,
+            Some(m.mode),
+            None,
+            m.selabel.clone(),
+            m.capabilities,
+        ),
+        1,
+    );
     let children = items[i].children.clone().unwrap_or_default();
     for c in children {
         if items[c].children.is_some() {
@@ -92,7 +125,15 @@ fn count(items: &mut [Item], i: usize) -> HashMap<Key, usize> {
             }
         } else {
             let cm = &items[c].meta;
-            *d.entry((cm.uid, cm.gid, None, Some(cm.mode), cm.selabel.clone(), cm.capabilities)).or_default() += 1;
+            *d.entry((
+                cm.uid,
+                cm.gid,
+                None,
+                Some(cm.mode),
+                cm.selabel.clone(),
+                cm.capabilities,
+            ))
+            .or_default() += 1;
         }
     }
     // Sorted, so that ">=" picks the largest value among equal counts.
@@ -131,7 +172,14 @@ fn count(items: &mut [Item], i: usize) -> HashMap<Key, usize> {
             caps = (n, *cp);
         }
     }
-    items[i].best = Some(Subtree { uid, gid, dmode: dmode.1, fmode: fmode.1, selabel: selabel.1, capabilities: caps.1 });
+    items[i].best = Some(Subtree {
+        uid,
+        gid,
+        dmode: dmode.1,
+        fmode: fmode.1,
+        selabel: selabel.1,
+        capabilities: caps.1,
+    });
     d
 }
 
@@ -146,7 +194,12 @@ fn emit(items: &[Item], i: usize, current: &Subtree, script: &mut Script) {
                 script.set_permissions_recursive(&path, best);
                 cur = best;
             }
-            if m.uid != cur.uid || m.gid != cur.gid || m.mode != cur.dmode || m.selabel != cur.selabel || m.capabilities != cur.capabilities {
+            if m.uid != cur.uid
+                || m.gid != cur.gid
+                || m.mode != cur.dmode
+                || m.selabel != cur.selabel
+                || m.capabilities != cur.capabilities
+            {
                 script.set_permissions(&path, m);
             }
             for &c in children {
@@ -154,7 +207,12 @@ fn emit(items: &[Item], i: usize, current: &Subtree, script: &mut Script) {
             }
         }
         _ => {
-            if m.uid != current.uid || m.gid != current.gid || m.mode != current.fmode || m.selabel != current.selabel || m.capabilities != current.capabilities {
+            if m.uid != current.uid
+                || m.gid != current.gid
+                || m.mode != current.fmode
+                || m.selabel != current.selabel
+                || m.capabilities != current.capabilities
+            {
                 script.set_permissions(&path, m);
             }
         }
@@ -172,11 +230,26 @@ mod tests {
         for p in ["system", "system/bin", "system/etc"] {
             entries.insert(p.to_string(), RawNode::Dir { mode: None });
         }
-        for p in ["system/bin/a", "system/bin/b", "system/bin/su", "system/etc/x", "system/etc/y"] {
-            entries.insert(p.to_string(), RawNode::File { data: vec![], mode: None });
+        for p in [
+            "system/bin/a",
+            "system/bin/b",
+            "system/bin/su",
+            "system/etc/x",
+            "system/etc/y",
+        ] {
+            entries.insert(
+                p.to_string(),
+                RawNode::File {
+                    data: vec![],
+                    mode: None,
+                },
+            );
         }
         entries.insert("system/bin/sh".into(), RawNode::Symlink("mksh".into()));
-        let tree = Tree { name: "system".into(), entries };
+        let tree = Tree {
+            name: "system".into(),
+            entries,
+        };
         let cfg = FsConfig::parse(
             "system 0 0 755\nsystem/bin 0 2000 755\nsystem/bin/a 0 2000 755\nsystem/bin/b 0 2000 755\nsystem/bin/su 0 0 6755\nsystem/etc 0 0 755\nsystem/etc/x 0 0 644\nsystem/etc/y 0 0 644\n",
             "f",
@@ -193,7 +266,12 @@ mod tests {
             ]
         );
         let missing = FsConfig::parse("system 0 0 755\n", "f").unwrap();
-        let e = set_permissions(&tree, &missing, &mut s).unwrap_err().to_string();
-        assert!(e.contains("has no entry in META/filesystem_config.txt"), "{e}");
+        let e = set_permissions(&tree, &missing, &mut s)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has no entry in META/filesystem_config.txt"),
+            "{e}"
+        );
     }
 }

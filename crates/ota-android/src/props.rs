@@ -43,7 +43,10 @@ impl Props {
             }
             map.insert(k.to_string(), v.trim().to_string());
         }
-        Ok(Props { file: file.to_string(), map })
+        Ok(Props {
+            file: file.to_string(),
+            map,
+        })
     }
 
     /// The value of `key`, if present.

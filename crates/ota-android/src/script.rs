@@ -88,7 +88,12 @@ pub struct Script {
 impl Script {
     /// A new, empty script for a build with this fstab.
     pub fn new(fstab: Fstab, use_set_metadata: bool) -> Script {
-        Script { lines: Vec::new(), use_set_metadata, fstab, mounts: BTreeSet::new() }
+        Script {
+            lines: Vec::new(),
+            use_set_metadata,
+            fstab,
+            mounts: BTreeSet::new(),
+        }
     }
 
     /// An empty script with the same settings (`MakeTemporary`).
@@ -125,7 +130,9 @@ impl Script {
     /// Refuses to install over a newer build.
     pub fn assert_older_build(&mut self, timestamp: &str, timestamp_text: &str) -> Result<()> {
         if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(AndroidError::Invalid(format!("ro.build.date.utc {timestamp:?} is not a number")));
+            return Err(AndroidError::Invalid(format!(
+                "ro.build.date.utc {timestamp:?} is not a number"
+            )));
         }
         self.lines.push(format!(
             "(!less_than_int({timestamp}, getprop(\"ro.build.date.utc\"))) || abort(\"Can't install this package ({}) over newer build (\" + getprop(\"ro.build.date\") + \").\");",
@@ -146,7 +153,12 @@ impl Script {
     pub fn assert_some_fingerprint(&mut self, fps: &[&str]) {
         let checks: Vec<String> = fps
             .iter()
-            .map(|f| format!("file_getprop(\"/system/build.prop\", \"ro.build.fingerprint\") == {}", q(f)))
+            .map(|f| {
+                format!(
+                    "file_getprop(\"/system/build.prop\", \"ro.build.fingerprint\") == {}",
+                    q(f)
+                )
+            })
             .collect();
         let names: Vec<String> = fps.iter().map(|f| esc(f)).collect();
         self.lines.push(format!(
@@ -158,7 +170,8 @@ impl Script {
 
     /// `show_progress(frac, secs)`.
     pub fn show_progress(&mut self, frac: f64, secs: u32) {
-        self.lines.push(format!("show_progress({frac:.6}, {secs});"));
+        self.lines
+            .push(format!("show_progress({frac:.6}, {secs});"));
     }
 
     /// `set_progress(frac)`.
@@ -225,7 +238,8 @@ impl Script {
 
     /// `package_extract_dir(src, dst)`.
     pub fn unpack_package_dir(&mut self, src: &str, dst: &str) {
-        self.lines.push(format!("package_extract_dir({}, {});", q(src), q(dst)));
+        self.lines
+            .push(format!("package_extract_dir({}, {});", q(src), q(dst)));
     }
 
     /// `delete(f1, …)`, word-wrapped; nothing for an empty list.
@@ -234,7 +248,8 @@ impl Script {
             return;
         }
         let args: Vec<String> = files.iter().map(|f| q(f)).collect();
-        self.lines.push(word_wrap(&format!("delete({});", args.join(",\0"))));
+        self.lines
+            .push(word_wrap(&format!("delete({});", args.join(",\0"))));
     }
 
     /// `symlink(target, link…)`, one call per target, sorted.
@@ -246,12 +261,24 @@ impl Script {
         for (dest, mut links) in by_dest {
             links.sort();
             let args: Vec<String> = links.iter().map(|l| q(l)).collect();
-            self.lines.push(word_wrap(&format!("symlink({}, {});", q(dest), args.join(",\0"))));
+            self.lines.push(word_wrap(&format!(
+                "symlink({}, {});",
+                q(dest),
+                args.join(",\0")
+            )));
         }
     }
 
     /// `apply_patch(src, tgt, tgt_sha1, tgt_size, src_sha1, package_extract_file(patch))`.
-    pub fn apply_patch(&mut self, src: &str, tgt: &str, tgt_size: u64, tgt_sha1: &str, src_sha1: &str, patch: &str) {
+    pub fn apply_patch(
+        &mut self,
+        src: &str,
+        tgt: &str,
+        tgt_size: u64,
+        tgt_sha1: &str,
+        src_sha1: &str,
+        patch: &str,
+    ) {
         let cmd = format!(
             "apply_patch({},\0{},\0{tgt_sha1},\0{tgt_size},\0{src_sha1}, package_extract_file({}));",
             q(src),
@@ -266,8 +293,16 @@ impl Script {
     pub fn write_raw_image(&mut self, mount_point: &str, file: &str) -> Result<()> {
         let p = self.fstab.get(mount_point)?;
         match p.partition_type()? {
-            "MTD" => self.lines.push(format!("write_raw_image(package_extract_file({}), {});", q(file), q(&p.device))),
-            _ => self.lines.push(format!("package_extract_file({}, {});", q(file), q(&p.device))),
+            "MTD" => self.lines.push(format!(
+                "write_raw_image(package_extract_file({}), {});",
+                q(file),
+                q(&p.device)
+            )),
+            _ => self.lines.push(format!(
+                "package_extract_file({}, {});",
+                q(file),
+                q(&p.device)
+            )),
         }
         Ok(())
     }
@@ -275,7 +310,13 @@ impl Script {
     /// `set_perm` or `set_metadata` for one path.
     pub fn set_permissions(&mut self, path: &str, m: &crate::fs_config::Meta) {
         if !self.use_set_metadata {
-            self.lines.push(format!("set_perm({}, {}, 0{:o}, {});", m.uid, m.gid, m.mode, q(path)));
+            self.lines.push(format!(
+                "set_perm({}, {}, 0{:o}, {});",
+                m.uid,
+                m.gid,
+                m.mode,
+                q(path)
+            ));
             return;
         }
         let mut cmd = format!(
@@ -335,10 +376,15 @@ mod tests {
 
     #[test]
     fn word_wrap_matches_releasetools() {
-        let files: Vec<String> = (0..8).map(|i| format!("\"/system/app/Application{i}.apk\"")).collect();
+        let files: Vec<String> = (0..8)
+            .map(|i| format!("\"/system/app/Application{i}.apk\""))
+            .collect();
         let w = word_wrap(&format!("delete({});", files.join(",\0")));
         let lines: Vec<&str> = w.lines().collect();
-        assert_eq!(lines[0], "delete(\"/system/app/Application0.apk\", \"/system/app/Application1.apk\",");
+        assert_eq!(
+            lines[0],
+            "delete(\"/system/app/Application0.apk\", \"/system/app/Application1.apk\","
+        );
         assert!(lines[1].starts_with("       \"/system/app/Application2.apk\""));
         assert!(lines.iter().all(|l| l.len() <= 80));
         assert!(w.ends_with(");"));
@@ -347,7 +393,8 @@ mod tests {
 
     #[test]
     fn statements_are_exact() {
-        let fstab = Fstab::parse("/system ext4 /dev/block/system\n/boot mtd boot\n", 1, "f").unwrap();
+        let fstab =
+            Fstab::parse("/system ext4 /dev/block/system\n/boot mtd boot\n", 1, "f").unwrap();
         let mut s = Script::new(fstab, true);
         s.assert_device("crespo");
         s.patch_check("/system/bin/app", &["aa", "bb"]);

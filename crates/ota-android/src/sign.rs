@@ -14,7 +14,9 @@
 use crate::error::{io, AndroidError, Result};
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
 use der::asn1::{OctetString, SetOfVec};
 use der::oid::ObjectIdentifier;
 use der::{Any, Decode, DecodePem, Encode};
@@ -64,7 +66,8 @@ impl DigestAlg {
     }
     /// Hashes the first `len` bytes of `file`.
     fn hash_prefix(self, file: &mut std::fs::File, len: u64) -> Result<Vec<u8>> {
-        file.seek(SeekFrom::Start(0)).map_err(io("seeking the package"))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(io("seeking the package"))?;
         let mut rd = std::io::BufReader::with_capacity(1 << 20, file.take(len));
         let mut buf = vec![0u8; 1 << 20];
         let mut h1 = Sha1::new();
@@ -92,22 +95,36 @@ impl DigestAlg {
 }
 
 fn read_cert(path: &Path) -> Result<Certificate> {
-    let bytes = std::fs::read(path).map_err(io(format!("reading certificate {}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(io(format!("reading certificate {}", path.display())))?;
     let cert = if bytes.starts_with(b"-----BEGIN") {
         Certificate::from_pem(&bytes)
     } else {
         Certificate::from_der(&bytes)
     };
-    cert.map_err(|e| sig_err(format!("{}: not an X.509 certificate (PEM or DER): {e}", path.display())))
+    cert.map_err(|e| {
+        sig_err(format!(
+            "{}: not an X.509 certificate (PEM or DER): {e}",
+            path.display()
+        ))
+    })
 }
 
 fn public_key(cert: &Certificate) -> Result<RsaPublicKey> {
-    let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| sig_err(e.to_string()))?;
-    RsaPublicKey::from_public_key_der(&spki).map_err(|e| sig_err(format!("the certificate's key is not an RSA key: {e}")))
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| sig_err(e.to_string()))?;
+    RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|e| sig_err(format!("the certificate's key is not an RSA key: {e}")))
 }
 
 fn null_params(oid: ObjectIdentifier) -> AlgorithmIdentifierOwned {
-    AlgorithmIdentifierOwned { oid, parameters: Some(Any::null()) }
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: Some(Any::null()),
+    }
 }
 
 /// A private key and its certificate.
@@ -118,11 +135,21 @@ pub struct Signer {
     pub digest: DigestAlg,
 }
 
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("Signer")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Signer {
     /// Loads a key (PKCS#8 DER as in `testkey.pk8`, or PEM PKCS#8/PKCS#1)
     /// and its certificate (PEM or DER), and checks that they match.
     pub fn load(key_path: &Path, cert_path: &Path) -> Result<Signer> {
-        let kb = std::fs::read(key_path).map_err(io(format!("reading key {}", key_path.display())))?;
+        let kb =
+            std::fs::read(key_path).map_err(io(format!("reading key {}", key_path.display())))?;
         let text = std::str::from_utf8(&kb).ok();
         let key = match text {
             Some(t) if t.contains("ENCRYPTED PRIVATE KEY") => {
@@ -138,16 +165,26 @@ impl Signer {
         .map_err(|e| sig_err(format!("{}: not an unencrypted RSA private key (PKCS#8 DER/PEM or PKCS#1 PEM): {e}", key_path.display())))?;
         let cert = read_cert(cert_path)?;
         if RsaPublicKey::from(&key) != public_key(&cert)? {
-            return Err(sig_err(format!("{} is not the certificate of {}", cert_path.display(), key_path.display())));
+            return Err(sig_err(format!(
+                "{} is not the certificate of {}",
+                cert_path.display(),
+                key_path.display()
+            )));
         }
-        let digest = if cert.signature_algorithm.oid == SHA1_WITH_RSA { DigestAlg::Sha1 } else { DigestAlg::Sha256 };
+        let digest = if cert.signature_algorithm.oid == SHA1_WITH_RSA {
+            DigestAlg::Sha1
+        } else {
+            DigestAlg::Sha256
+        };
         Ok(Signer { key, cert, digest })
     }
 
     /// The certificate in PEM (`META-INF/com/android/otacert`).
     pub fn cert_pem(&self) -> String {
         use der::EncodePem;
-        self.cert.to_pem(der::pem::LineEnding::LF).unwrap_or_default()
+        self.cert
+            .to_pem(der::pem::LineEnding::LF)
+            .unwrap_or_default()
     }
 
     fn pkcs7(&self, digest: &[u8]) -> Result<Vec<u8>> {
@@ -170,20 +207,29 @@ impl Signer {
         };
         let der_err = |e: der::Error| sig_err(format!("encoding PKCS#7: {e}"));
         let mut certs = SetOfVec::new();
-        certs.insert(CertificateChoices::Certificate(self.cert.clone())).map_err(der_err)?;
+        certs
+            .insert(CertificateChoices::Certificate(self.cert.clone()))
+            .map_err(der_err)?;
         let mut algs = SetOfVec::new();
-        algs.insert(null_params(self.digest.oid())).map_err(der_err)?;
+        algs.insert(null_params(self.digest.oid()))
+            .map_err(der_err)?;
         let mut infos = SetOfVec::new();
         infos.insert(signer).map_err(der_err)?;
         let sd = SignedData {
             version: CmsVersion::V1,
             digest_algorithms: algs,
-            encap_content_info: EncapsulatedContentInfo { econtent_type: ID_DATA, econtent: None },
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: ID_DATA,
+                econtent: None,
+            },
             certificates: Some(CertificateSet(certs)),
             crls: None,
             signer_infos: SignerInfos(infos),
         };
-        let ci = ContentInfo { content_type: ID_SIGNED_DATA, content: Any::encode_from(&sd).map_err(der_err)? };
+        let ci = ContentInfo {
+            content_type: ID_SIGNED_DATA,
+            content: Any::encode_from(&sd).map_err(der_err)?,
+        };
         ci.to_der().map_err(der_err)
     }
 
@@ -200,8 +246,10 @@ impl Signer {
         if len < 22 {
             return Err(sig_err("the package is too short to be a zip"));
         }
-        f.seek(SeekFrom::Start(len - 22)).map_err(io("reading the end record"))?;
-        f.read_exact(&mut eocd).map_err(io("reading the end record"))?;
+        f.seek(SeekFrom::Start(len - 22))
+            .map_err(io("reading the end record"))?;
+        f.read_exact(&mut eocd)
+            .map_err(io("reading the end record"))?;
         if &eocd[..4] != b"PK\x05\x06" || eocd[20..22] != [0, 0] {
             return Err(sig_err("zip data already has an archive comment (the end record is not 22 bytes from the end)"));
         }
@@ -209,7 +257,8 @@ impl Signer {
         let digest = self.digest.hash_prefix(&mut f, signed_len)?;
         let pkcs7 = self.pkcs7(&digest)?;
         let total = MESSAGE.len() + pkcs7.len() + 6;
-        let total16 = u16::try_from(total).map_err(|_| sig_err(format!("signature block of {total} bytes is over 65535")))?;
+        let total16 = u16::try_from(total)
+            .map_err(|_| sig_err(format!("signature block of {total} bytes is over 65535")))?;
         let signature_start = total16 - MESSAGE.len() as u16;
         let mut comment = Vec::with_capacity(total + 2);
         comment.extend_from_slice(&total16.to_le_bytes());
@@ -219,9 +268,12 @@ impl Signer {
         comment.extend_from_slice(&[0xff, 0xff]);
         comment.extend_from_slice(&total16.to_le_bytes());
         if comment[2..].windows(4).any(|w| w == b"PK\x05\x06") {
-            return Err(sig_err("the signature block contains an end-of-central-directory marker; sign again"));
+            return Err(sig_err(
+                "the signature block contains an end-of-central-directory marker; sign again",
+            ));
         }
-        f.seek(SeekFrom::Start(signed_len)).map_err(io("writing the signature"))?;
+        f.seek(SeekFrom::Start(signed_len))
+            .map_err(io("writing the signature"))?;
         f.write_all(&comment).map_err(io("writing the signature"))?;
         f.sync_all().map_err(io("syncing the signed package"))
     }
@@ -246,25 +298,37 @@ pub fn signature_block(path: &Path) -> Result<(u64, Vec<u8>)> {
         return Err(sig_err("the package is too short to be signed"));
     }
     let mut footer = [0u8; 6];
-    f.seek(SeekFrom::Start(len - 6)).map_err(io("reading the footer"))?;
-    f.read_exact(&mut footer).map_err(io("reading the footer"))?;
+    f.seek(SeekFrom::Start(len - 6))
+        .map_err(io("reading the footer"))?;
+    f.read_exact(&mut footer)
+        .map_err(io("reading the footer"))?;
     if footer[2..4] != [0xff, 0xff] {
-        return Err(sig_err("no signature footer (the package is not signed, or its comment was changed)"));
+        return Err(sig_err(
+            "no signature footer (the package is not signed, or its comment was changed)",
+        ));
     }
     let comment_size = u16::from_le_bytes([footer[4], footer[5]]) as u64;
     let signature_start = u16::from_le_bytes([footer[0], footer[1]]) as u64;
     if signature_start > comment_size || signature_start < 6 {
-        return Err(sig_err(format!("signature start {signature_start} is outside the {comment_size}-byte comment")));
+        return Err(sig_err(format!(
+            "signature start {signature_start} is outside the {comment_size}-byte comment"
+        )));
     }
     let eocd_size = comment_size + 22;
     if eocd_size > len {
         return Err(sig_err("the comment is longer than the file"));
     }
     let mut eocd = vec![0u8; eocd_size as usize];
-    f.seek(SeekFrom::Start(len - eocd_size)).map_err(io("reading the end record"))?;
-    f.read_exact(&mut eocd).map_err(io("reading the end record"))?;
-    if &eocd[..4] != b"PK\x05\x06" || u16::from_le_bytes([eocd[20], eocd[21]]) as u64 != comment_size {
-        return Err(sig_err("the end-of-central-directory record does not hold the signature comment"));
+    f.seek(SeekFrom::Start(len - eocd_size))
+        .map_err(io("reading the end record"))?;
+    f.read_exact(&mut eocd)
+        .map_err(io("reading the end record"))?;
+    if &eocd[..4] != b"PK\x05\x06"
+        || u16::from_le_bytes([eocd[20], eocd[21]]) as u64 != comment_size
+    {
+        return Err(sig_err(
+            "the end-of-central-directory record does not hold the signature comment",
+        ));
     }
     if eocd[4..].windows(4).any(|w| w == b"PK\x05\x06") {
         return Err(sig_err("EOCD marker occurs after start of EOCD"));
@@ -279,26 +343,46 @@ pub fn verify(path: &Path, cert_path: &Path) -> Result<Verified> {
     let cert = read_cert(cert_path)?;
     let key = public_key(&cert)?;
     let (signed_len, pkcs7) = signature_block(path)?;
-    let ci = ContentInfo::from_der(&pkcs7).map_err(|e| sig_err(format!("the signature is not DER PKCS#7: {e}")))?;
+    let ci = ContentInfo::from_der(&pkcs7)
+        .map_err(|e| sig_err(format!("the signature is not DER PKCS#7: {e}")))?;
     if ci.content_type != ID_SIGNED_DATA {
         return Err(sig_err("the PKCS#7 block is not SignedData"));
     }
-    let sd: SignedData = ci.content.decode_as().map_err(|e| sig_err(format!("bad SignedData: {e}")))?;
-    let si = sd.signer_infos.0.iter().next().ok_or_else(|| sig_err("SignedData has no signer"))?;
+    let sd: SignedData = ci
+        .content
+        .decode_as()
+        .map_err(|e| sig_err(format!("bad SignedData: {e}")))?;
+    let si = sd
+        .signer_infos
+        .0
+        .iter()
+        .next()
+        .ok_or_else(|| sig_err("SignedData has no signer"))?;
     let digest = match si.digest_alg.oid {
         o if o == ID_SHA1 => DigestAlg::Sha1,
         o if o == ID_SHA256 => DigestAlg::Sha256,
         o => return Err(sig_err(format!("unsupported digest algorithm {o}"))),
     };
     if si.signed_attrs.is_some() {
-        return Err(sig_err("signed attributes are not used by signapk -w and are not accepted"));
+        return Err(sig_err(
+            "signed attributes are not used by signapk -w and are not accepted",
+        ));
     }
     let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
     let hash = digest.hash_prefix(&mut f, signed_len)?;
     key.verify(digest.padding(), &hash, si.signature.as_bytes())
-        .map_err(|_| sig_err("signature verification failed: the package was changed or signed with another key"))?;
+        .map_err(|_| {
+            sig_err(
+                "signature verification failed: the package was changed or signed with another key",
+            )
+        })?;
     let embedded_cert_matches = sd.certificates.as_ref().is_some_and(|c| {
-        c.0.iter().any(|cc| matches!(cc, CertificateChoices::Certificate(x) if x == &cert))
+        c.0.iter()
+            .any(|cc| matches!(cc, CertificateChoices::Certificate(x) if x == &cert))
     });
-    Ok(Verified { digest, signed_len, embedded_cert_matches })
+    Ok(Verified {
+        digest,
+        signed_len,
+        embedded_cert_matches,
+    })
 }

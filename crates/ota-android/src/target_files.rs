@@ -98,9 +98,18 @@ pub struct TargetFiles {
 type Raw = BTreeMap<String, RawNode>;
 
 fn wanted(name: &str) -> bool {
-    ["SYSTEM/", "VENDOR/", "BOOT/", "RECOVERY/", "META/", "OTA/bin/updater", "IMAGES/boot.img", "IMAGES/recovery.img"]
-        .iter()
-        .any(|p| name.starts_with(p) || name == p.trim_end_matches('/'))
+    [
+        "SYSTEM/",
+        "VENDOR/",
+        "BOOT/",
+        "RECOVERY/",
+        "META/",
+        "OTA/bin/updater",
+        "IMAGES/boot.img",
+        "IMAGES/recovery.img",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p) || name == p.trim_end_matches('/'))
 }
 
 fn check_name(name: &str, source: &Path) -> Result<()> {
@@ -123,7 +132,9 @@ fn read_zip(path: &Path) -> Result<Raw> {
         .map_err(zip_err(format!("reading {} as a zip", path.display())))?;
     let mut raw = Raw::new();
     for i in 0..zip.len() {
-        let mut e = zip.by_index(i).map_err(zip_err(format!("reading {}", path.display())))?;
+        let mut e = zip
+            .by_index(i)
+            .map_err(zip_err(format!("reading {}", path.display())))?;
         let name = e.name().to_string();
         if !wanted(&name) {
             continue;
@@ -138,8 +149,12 @@ fn read_zip(path: &Path) -> Result<Raw> {
             let mut data = Vec::with_capacity(e.size().min(1 << 30) as usize);
             e.read_to_end(&mut data).map_err(io(ctx()))?;
             if unix.is_some_and(|m| m & 0o170000 == 0o120000) {
-                let t = String::from_utf8(data)
-                    .map_err(|_| AndroidError::Invalid(format!("{}: symlink {name} has a non-UTF-8 target", path.display())))?;
+                let t = String::from_utf8(data).map_err(|_| {
+                    AndroidError::Invalid(format!(
+                        "{}: symlink {name} has a non-UTF-8 target",
+                        path.display()
+                    ))
+                })?;
                 RawNode::Symlink(t)
             } else {
                 RawNode::File { data, mode: perm }
@@ -160,22 +175,31 @@ fn read_dir(root: &Path) -> Result<Raw> {
         for ent in rd {
             let ent = ent.map_err(io(format!("listing {}", dir.display())))?;
             let name = ent.file_name();
-            let name = name
-                .to_str()
-                .ok_or_else(|| AndroidError::Invalid(format!("{}: a file name is not UTF-8", dir.display())))?;
-            let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            let name = name.to_str().ok_or_else(|| {
+                AndroidError::Invalid(format!("{}: a file name is not UTF-8", dir.display()))
+            })?;
+            let path = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
             let full = ent.path();
-            let md = std::fs::symlink_metadata(&full).map_err(io(format!("reading {}", full.display())))?;
+            let md = std::fs::symlink_metadata(&full)
+                .map_err(io(format!("reading {}", full.display())))?;
             let ft = md.file_type();
-            let keep = wanted(&path) || (ft.is_dir() && wanted(&format!("{path}/")))
+            let keep = wanted(&path)
+                || (ft.is_dir() && wanted(&format!("{path}/")))
                 || ["OTA", "OTA/bin", "IMAGES"].contains(&path.as_str());
             if !keep {
                 continue;
             }
             let perm = Some(md.permissions().mode() & 0o7777);
             if ft.is_symlink() {
-                let t = std::fs::read_link(&full).map_err(io(format!("reading link {}", full.display())))?;
-                let t = t.to_str().ok_or_else(|| AndroidError::Invalid(format!("{}: link target is not UTF-8", full.display())))?;
+                let t = std::fs::read_link(&full)
+                    .map_err(io(format!("reading link {}", full.display())))?;
+                let t = t.to_str().ok_or_else(|| {
+                    AndroidError::Invalid(format!("{}: link target is not UTF-8", full.display()))
+                })?;
                 raw.insert(path, RawNode::Symlink(t.to_string()));
             } else if ft.is_dir() {
                 if wanted(&format!("{path}/")) {
@@ -184,11 +208,15 @@ fn read_dir(root: &Path) -> Result<Raw> {
                 stack.push(path);
             } else if ft.is_file() {
                 if wanted(&path) {
-                    let data = std::fs::read(&full).map_err(io(format!("reading {}", full.display())))?;
+                    let data =
+                        std::fs::read(&full).map_err(io(format!("reading {}", full.display())))?;
                     raw.insert(path, RawNode::File { data, mode: perm });
                 }
             } else {
-                return Err(AndroidError::Invalid(format!("{}: not a file, directory or symlink", full.display())));
+                return Err(AndroidError::Invalid(format!(
+                    "{}: not a file, directory or symlink",
+                    full.display()
+                )));
             }
         }
     }
@@ -201,7 +229,9 @@ fn text<'a>(raw: &'a Raw, name: &str) -> Result<Option<&'a str>> {
         Some(RawNode::File { data, .. }) => std::str::from_utf8(data)
             .map(Some)
             .map_err(|_| AndroidError::Invalid(format!("{name} is not UTF-8 text"))),
-        Some(_) => Err(AndroidError::Invalid(format!("{name} is not a regular file"))),
+        Some(_) => Err(AndroidError::Invalid(format!(
+            "{name} is not a regular file"
+        ))),
     }
 }
 
@@ -218,7 +248,9 @@ fn tree(raw: &Raw, prefix: &str, name: &str) -> Option<Tree> {
     let mut entries = BTreeMap::new();
     let pre = format!("{prefix}/");
     for (p, n) in raw.range(pre.clone()..) {
-        let Some(rest) = p.strip_prefix(&pre) else { break };
+        let Some(rest) = p.strip_prefix(&pre) else {
+            break;
+        };
         entries.insert(format!("{name}/{rest}"), n.clone());
     }
     if entries.is_empty() && !raw.contains_key(prefix) {
@@ -228,15 +260,25 @@ fn tree(raw: &Raw, prefix: &str, name: &str) -> Option<Tree> {
     for p in paths {
         let mut cur = p.as_str();
         while let Some((parent, _)) = cur.rsplit_once('/') {
-            entries.entry(parent.to_string()).or_insert(RawNode::Dir { mode: None });
+            entries
+                .entry(parent.to_string())
+                .or_insert(RawNode::Dir { mode: None });
             cur = parent;
         }
     }
     entries.insert(name.to_string(), RawNode::Dir { mode: None });
-    Some(Tree { name: name.to_string(), entries })
+    Some(Tree {
+        name: name.to_string(),
+        entries,
+    })
 }
 
-fn bootable(raw: &Raw, dir: &str, image: &str, boot_fs: Option<FsConfig>) -> Result<Option<Vec<u8>>> {
+fn bootable(
+    raw: &Raw,
+    dir: &str,
+    image: &str,
+    boot_fs: Option<FsConfig>,
+) -> Result<Option<Vec<u8>>> {
     for prebuilt in [format!("IMAGES/{image}"), format!("{dir}/{image}")] {
         if let Some(d) = file(raw, &prebuilt) {
             return Ok(Some(d.to_vec()));
@@ -248,19 +290,33 @@ fn bootable(raw: &Raw, dir: &str, image: &str, boot_fs: Option<FsConfig>) -> Res
     let small = |n: &str| text(raw, &format!("{dir}/{n}")).map(|t| t.map(|s| s.trim().to_string()));
     let base = match small("base")? {
         None => 0x1000_0000,
-        Some(b) => u32::from_str_radix(b.trim_start_matches("0x"), 16)
-            .map_err(|_| AndroidError::Invalid(format!("{dir}/base: {b:?} is not a hex address")))?,
+        Some(b) => u32::from_str_radix(b.trim_start_matches("0x"), 16).map_err(|_| {
+            AndroidError::Invalid(format!("{dir}/base: {b:?} is not a hex address"))
+        })?,
     };
     let page_size = match small("pagesize")? {
         None => 2048,
-        Some(p) => p.parse().map_err(|_| AndroidError::Invalid(format!("{dir}/pagesize: {p:?} is not a number")))?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| AndroidError::Invalid(format!("{dir}/pagesize: {p:?} is not a number")))?,
     };
     let pre = format!("{dir}/RAMDISK/");
-    let ramdisk = raw
+    let mut ramdisk: BTreeMap<String, RawNode> = raw
         .range(pre.clone()..)
         .take_while(|(p, _)| p.starts_with(&pre))
         .map(|(p, n)| (p[pre.len()..].to_string(), n.clone()))
         .collect();
+    // A zip may leave directories implicit; the archive lists them all.
+    let paths: Vec<String> = ramdisk.keys().cloned().collect();
+    for p in paths {
+        let mut cur = p.as_str();
+        while let Some((parent, _)) = cur.rsplit_once('/') {
+            ramdisk
+                .entry(parent.to_string())
+                .or_insert(RawNode::Dir { mode: None });
+            cur = parent;
+        }
+    }
     let parts = BootParts {
         kernel,
         second: file(raw, &format!("{dir}/second")),
@@ -276,8 +332,13 @@ fn bootable(raw: &Raw, dir: &str, image: &str, boot_fs: Option<FsConfig>) -> Res
 impl TargetFiles {
     /// Opens a target-files zip or unpacked directory.
     pub fn open(path: &Path) -> Result<TargetFiles> {
-        let md = std::fs::metadata(path).map_err(io(format!("opening target-files {}", path.display())))?;
-        let raw = if md.is_dir() { read_dir(path)? } else { read_zip(path)? };
+        let md = std::fs::metadata(path)
+            .map_err(io(format!("opening target-files {}", path.display())))?;
+        let raw = if md.is_dir() {
+            read_dir(path)?
+        } else {
+            read_zip(path)?
+        };
         Self::from_raw(raw, path)
     }
 
@@ -289,16 +350,22 @@ impl TargetFiles {
         let bp = text(&raw, "SYSTEM/build.prop")?
             .ok_or_else(|| AndroidError::Missing(format!("SYSTEM/build.prop in {where_}")))?;
         let build_prop = Props::parse(bp, "SYSTEM/build.prop")?;
-        let fsc = text(&raw, "META/filesystem_config.txt")?
-            .ok_or_else(|| AndroidError::Missing(format!("META/filesystem_config.txt in {where_}")))?;
+        let fsc = text(&raw, "META/filesystem_config.txt")?.ok_or_else(|| {
+            AndroidError::Missing(format!("META/filesystem_config.txt in {where_}"))
+        })?;
         let mut fs_config = FsConfig::parse(fsc, "META/filesystem_config.txt")?;
         if let Some(v) = text(&raw, "META/vendor_filesystem_config.txt")? {
-            fs_config.entries.extend(FsConfig::parse(v, "META/vendor_filesystem_config.txt")?.entries);
+            fs_config
+                .entries
+                .extend(FsConfig::parse(v, "META/vendor_filesystem_config.txt")?.entries);
         }
         let fstab_version = misc_info.int_or("fstab_version", 1)?;
         let fstab_name = "RECOVERY/RAMDISK/etc/recovery.fstab";
-        let fstab_text = text(&raw, fstab_name)?
-            .ok_or_else(|| AndroidError::Missing(format!("{fstab_name} in {where_} (needed to mount /system)")))?;
+        let fstab_text = text(&raw, fstab_name)?.ok_or_else(|| {
+            AndroidError::Missing(format!(
+                "{fstab_name} in {where_} (needed to mount /system)"
+            ))
+        })?;
         let fstab = Fstab::parse(fstab_text, fstab_version, fstab_name)?;
         let mut trees = Vec::new();
         let system = tree(&raw, "SYSTEM", "system")
@@ -313,13 +380,27 @@ impl TargetFiles {
         let cfg = |n: &str| -> Result<Option<FsConfig>> {
             text(&raw, n)?.map(|t| FsConfig::parse(t, n)).transpose()
         };
-        let boot_image = bootable(&raw, "BOOT", "boot.img", cfg("META/boot_filesystem_config.txt")?)?;
-        let recovery_image = bootable(&raw, "RECOVERY", "recovery.img", cfg("META/recovery_filesystem_config.txt")?)?;
+        let boot_image = bootable(
+            &raw,
+            "BOOT",
+            "boot.img",
+            cfg("META/boot_filesystem_config.txt")?,
+        )?;
+        let recovery_image = bootable(
+            &raw,
+            "RECOVERY",
+            "recovery.img",
+            cfg("META/recovery_filesystem_config.txt")?,
+        )?;
         let file_contexts = match misc_info.get("selinux_fc") {
             None => None,
             Some(_) => Some(
                 file(&raw, "BOOT/RAMDISK/file_contexts")
-                    .ok_or_else(|| AndroidError::Missing(format!("BOOT/RAMDISK/file_contexts in {where_} (misc_info sets selinux_fc)")))?
+                    .ok_or_else(|| {
+                        AndroidError::Missing(format!(
+                            "BOOT/RAMDISK/file_contexts in {where_} (misc_info sets selinux_fc)"
+                        ))
+                    })?
                     .to_vec(),
             ),
         };

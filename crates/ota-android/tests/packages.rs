@@ -1,0 +1,548 @@
+//! End to end: target-files fixtures → full and incremental packages →
+//! the recovery simulator, Debian's bspatch and openssl as independent checks.
+
+use ota_android::fixtures::Spec;
+use ota_android::fs_config::FsConfig;
+use ota_android::package::BuildOptions;
+use ota_android::props::Props;
+use ota_android::recovery::{self, ApplyOptions};
+use ota_android::target_files::{RawNode, TargetFiles};
+use ota_android::{full, incremental, sign};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a tree looks like: kind, contents or link target, permission bits.
+fn snapshot(root: &Path) -> BTreeMap<String, (char, Vec<u8>, u32)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let mode = md.permissions().mode() & 0o7777;
+            if md.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    (
+                        'l',
+                        std::fs::read_link(&p)
+                            .unwrap()
+                            .to_string_lossy()
+                            .as_bytes()
+                            .to_vec(),
+                        0,
+                    ),
+                );
+            } else if md.is_dir() {
+                out.insert(rel, ('d', vec![], 0));
+                stack.push(p);
+            } else {
+                out.insert(rel, ('f', std::fs::read(&p).unwrap(), mode));
+            }
+        }
+    }
+    out
+}
+
+struct Builds {
+    dir: tempfile::TempDir,
+    specs: Vec<Spec>,
+}
+
+impl Builds {
+    fn new() -> Builds {
+        let dir = tempfile::tempdir().unwrap();
+        let specs: Vec<Spec> = (1..=3).map(|v| Spec::sample(v).unwrap()).collect();
+        for (i, s) in specs.iter().enumerate() {
+            s.write_zip(&dir.path().join(format!("v{}.zip", i + 1)))
+                .unwrap();
+        }
+        Builds { dir, specs }
+    }
+    fn tf(&self, v: usize) -> TargetFiles {
+        TargetFiles::open(&self.dir.path().join(format!("v{v}.zip"))).unwrap()
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// A device at build `v`: its full package applied to an empty root.
+    fn device_at(&self, v: usize, root: &Path) {
+        let out = self.path(&format!("full-v{v}.zip"));
+        if !out.exists() {
+            full::write_full(&self.tf(v), &out, &BuildOptions::default()).unwrap();
+        }
+        let props = Props::parse(
+            "ro.product.device=hammerhead\nro.build.date.utc=0\n",
+            "props",
+        )
+        .unwrap();
+        let mut log = Vec::new();
+        recovery::apply(&out, root, ApplyOptions { props: Some(props) }, &mut log)
+            .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)));
+    }
+}
+
+/// Checks `root/system` against a build: same entries, contents, links,
+/// file modes, and sidecar owners/labels/capabilities for every file and
+/// directory filesystem_config lists.
+fn assert_is_build(root: &Path, spec: &Spec) {
+    let tf_cfg: FsConfig = spec.fs_config();
+    let got = snapshot(&root.join("system"));
+    let mut want = BTreeMap::new();
+    for (p, n) in spec.system_tree() {
+        if p == "system" {
+            continue;
+        }
+        let rel = p["system/".len()..].to_string();
+        let mode = tf_cfg.get(&p).map_or(0, |m| m.mode);
+        let v = match n {
+            RawNode::Dir { .. } => ('d', vec![], 0),
+            RawNode::File { data, .. } => ('f', data, mode),
+            RawNode::Symlink(t) => ('l', t.into_bytes(), 0),
+        };
+        want.insert(rel, v);
+    }
+    // The recovery patch and its installer are added by the package.
+    for extra in ["recovery-from-boot.p", "etc/install-recovery.sh"] {
+        let (k, _, _) = got.get(extra).unwrap_or_else(|| panic!("missing {extra}"));
+        assert_eq!(*k, 'f');
+    }
+    let got_filtered: BTreeMap<_, _> = got
+        .iter()
+        .filter(|(k, _)| *k != "recovery-from-boot.p" && *k != "etc/install-recovery.sh")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let gk: Vec<_> = got_filtered.keys().collect();
+    let wk: Vec<_> = want.keys().collect();
+    assert_eq!(gk, wk, "entries differ");
+    for (k, w) in &want {
+        let g = &got_filtered[k];
+        assert_eq!(g.0, w.0, "{k}: kind");
+        assert!(g.1 == w.1, "{k}: contents differ");
+        assert_eq!(g.2, w.2, "{k}: mode {:o} want {:o}", g.2, w.2);
+    }
+    let recorded = recovery::read_metadata(root).unwrap();
+    for (p, m) in &tf_cfg.entries {
+        let is_link = matches!(spec.system_tree().get(p), Some(RawNode::Symlink(_)));
+        if is_link {
+            continue;
+        }
+        let r = recorded
+            .get(p)
+            .unwrap_or_else(|| panic!("{p} not recorded"));
+        assert_eq!(
+            (r.uid, r.gid, r.mode),
+            (m.uid, m.gid, Some(m.mode)),
+            "{p}: owner/mode"
+        );
+        assert_eq!(r.selabel, m.selabel, "{p}: label");
+        if matches!(spec.system_tree().get(p), Some(RawNode::File { .. })) {
+            assert_eq!(
+                r.capabilities.unwrap_or(0),
+                m.capabilities.unwrap_or(0),
+                "{p}: capabilities"
+            );
+        }
+    }
+    let ir = &recorded["system/etc/install-recovery.sh"];
+    assert_eq!((ir.uid, ir.gid, ir.mode), (0, 0, Some(0o544)));
+}
+
+#[test]
+fn full_package_installs_build_exactly() {
+    let b = Builds::new();
+    let root = b.path("root");
+    b.device_at(1, &root);
+    assert_is_build(&root, &b.specs[0]);
+    // Boot partition holds v1's boot image.
+    let boot = std::fs::read(root.join("dev/block/platform/msm_sdcc.1/by-name/boot")).unwrap();
+    assert_eq!(Some(boot), b.tf(1).boot_image);
+    // The script has the reference's shape.
+    let mut z = zip::ZipArchive::new(std::fs::File::open(b.path("full-v1.zip")).unwrap()).unwrap();
+    let mut script = String::new();
+    z.by_name("META-INF/com/google/android/updater-script")
+        .unwrap()
+        .read_to_string(&mut script)
+        .unwrap();
+    let first: Vec<&str> = script.lines().take(6).collect();
+    assert!(first[0].starts_with("(!less_than_int(1400000000, getprop(\"ro.build.date.utc\"))) || abort(\"Can't install this package (Tue May 13 1400000000) over newer build (\""), "{}", first[0]);
+    assert!(first[1].starts_with("getprop(\"ro.product.device\") == \"hammerhead\" || abort("));
+    assert_eq!(first[2], "show_progress(0.500000, 0);");
+    assert_eq!(first[3], "format(\"ext4\", \"EMMC\", \"/dev/block/platform/msm_sdcc.1/by-name/system\", \"0\", \"/system\");");
+    assert_eq!(first[4], "mount(\"ext4\", \"EMMC\", \"/dev/block/platform/msm_sdcc.1/by-name/system\", \"/system\");");
+    assert_eq!(first[5], "package_extract_dir(\"recovery\", \"/system\");");
+    // Wrapped at 80 columns under the parenthesis, as releasetools does.
+    assert!(script.contains("symlink(\"toolbox\", \"/system/bin/ps\", \"/system/bin/reboot\",\n        \"/system/bin/top\");"), "{script}");
+    assert!(script.contains("set_metadata_recursive(\"/system\", \"uid\", 0, \"gid\", 0, \"dmode\", 0755, \"fmode\", 0644, \"capabilities\", 0x0, \"selabel\", \"u:object_r:system_file:s0\");"), "{script}");
+    assert!(script.contains("set_metadata(\"/system/bin/run-as\", \"uid\", 0, \"gid\", 2000, \"mode\", 0750, \"capabilities\", 0xc0, \"selabel\", \"u:object_r:runas_exec:s0\");"), "{script}");
+    assert!(script.contains(
+        "package_extract_file(\"boot.img\", \"/dev/block/platform/msm_sdcc.1/by-name/boot\");"
+    ));
+    assert!(script.trim_end().ends_with("unmount(\"/system\");"));
+    let mut meta = String::new();
+    z.by_name("META-INF/com/android/metadata")
+        .unwrap()
+        .read_to_string(&mut meta)
+        .unwrap();
+    assert_eq!(meta, format!("ota-type=FILE\npost-build={}\npost-build-incremental=eng.1001\npost-timestamp=1400000000\npre-device=hammerhead\n", b.specs[0].fingerprint));
+    let ub = z
+        .by_name("META-INF/com/google/android/update-binary")
+        .unwrap();
+    assert_eq!(ub.unix_mode().map(|m| m & 0o777), Some(0o755));
+    drop(ub);
+    assert!(
+        z.by_name("system/bin/sh").is_err(),
+        "symlinks must not be stored as files"
+    );
+}
+
+#[test]
+fn full_package_from_directory_equals_zip() {
+    let b = Builds::new();
+    let dir = b.path("v1-dir");
+    b.specs[0].write_dir(&dir).unwrap();
+    let from_dir = TargetFiles::open(&dir).unwrap();
+    let from_zip = b.tf(1);
+    assert_eq!(
+        from_dir.trees[0].entries.keys().collect::<Vec<_>>(),
+        from_zip.trees[0].entries.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(from_dir.boot_image, from_zip.boot_image);
+    let (a, c) = (b.path("a.zip"), b.path("c.zip"));
+    full::write_full(&from_dir, &a, &BuildOptions::default()).unwrap();
+    full::write_full(&from_zip, &c, &BuildOptions::default()).unwrap();
+    let (a, c) = (std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+    let first_diff = a.iter().zip(&c).position(|(x, y)| x != y);
+    assert!(
+        a.len() == c.len() && first_diff.is_none(),
+        "same input, same package: lengths {} {}, first difference at {first_diff:?}",
+        a.len(),
+        c.len()
+    );
+}
+
+#[test]
+fn incremental_turns_v1_into_v2_and_refuses_others() {
+    let b = Builds::new();
+    let inc = b.path("inc.zip");
+    let report = incremental::write_incremental(
+        &b.tf(1),
+        &b.tf(2),
+        &inc,
+        &BuildOptions {
+            worker_threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let patched: Vec<&str> = report.patched.iter().map(|(p, _, _)| p.as_str()).collect();
+    for p in [
+        "system/bin/mksh",
+        "system/lib/libc.so",
+        "system/app/Settings.apk",
+        "system/build.prop",
+        "boot.img",
+    ] {
+        assert!(patched.contains(&p), "{p} should be patched: {patched:?}");
+    }
+    assert!(
+        report
+            .verbatim
+            .contains(&"system/etc/random.bin".to_string()),
+        "{:?}",
+        report.verbatim
+    );
+    assert!(report
+        .verbatim
+        .contains(&"system/app/NewApp.apk".to_string()));
+    assert!(report.deleted.contains(&"/system/etc/old.conf".to_string()));
+
+    // v1 → v2.
+    let root = b.path("root");
+    b.device_at(1, &root);
+    let mut log = Vec::new();
+    recovery::apply(&inc, &root, ApplyOptions::default(), &mut log)
+        .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)));
+    assert_is_build(&root, &b.specs[1]);
+    let boot = std::fs::read(root.join("dev/block/platform/msm_sdcc.1/by-name/boot")).unwrap();
+    assert_eq!(Some(boot), b.tf(2).boot_image);
+    assert!(!root.join("cache/saved.file").exists());
+    // Running it again (an interrupted install retried on a finished one) is harmless.
+    recovery::apply(&inc, &root, ApplyOptions::default(), &mut Vec::new()).unwrap();
+    assert_is_build(&root, &b.specs[1]);
+
+    // v3: wrong fingerprint, nothing changes.
+    let root3 = b.path("root3");
+    b.device_at(3, &root3);
+    let before = snapshot(&root3);
+    let e = recovery::apply(&inc, &root3, ApplyOptions::default(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "script aborted: Package expects build fingerprint of {} or {}; this device has {}.",
+            b.specs[0].fingerprint, b.specs[1].fingerprint, b.specs[2].fingerprint
+        )
+    );
+    assert!(
+        snapshot(&root3) == before,
+        "an aborted install changed files"
+    );
+
+    // v1 with one byte changed in a file the package patches.
+    let root1 = b.path("root1b");
+    b.device_at(1, &root1);
+    let victim = root1.join("system/lib/libc.so");
+    let mut d = std::fs::read(&victim).unwrap();
+    d[1000] ^= 0xff;
+    std::fs::write(&victim, &d).unwrap();
+    let before = snapshot(&root1);
+    let e = recovery::apply(&inc, &root1, ApplyOptions::default(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "script aborted: \"/system/lib/libc.so\" has unexpected contents."
+    );
+    assert!(
+        snapshot(&root1) == before,
+        "an aborted install changed files"
+    );
+}
+
+#[test]
+fn every_patch_applies_with_debian_bspatch() {
+    let b = Builds::new();
+    let inc = b.path("inc.zip");
+    incremental::write_incremental(&b.tf(1), &b.tf(2), &inc, &BuildOptions::default()).unwrap();
+    let (v1, v2) = (b.tf(1), b.tf(2));
+    let file = |t: &TargetFiles, p: &str| -> Vec<u8> {
+        if p == "boot.img" {
+            return t.boot_image.clone().unwrap();
+        }
+        match &t.trees[0].entries[p] {
+            RawNode::File { data, .. } => data.clone(),
+            other => panic!("{p}: {other:?}"),
+        }
+    };
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&inc).unwrap()).unwrap();
+    let names: Vec<String> = z
+        .file_names()
+        .filter(|n| n.starts_with("patch/"))
+        .map(String::from)
+        .collect();
+    assert!(names.len() >= 6, "{names:?}");
+    for n in names {
+        let target = n.trim_start_matches("patch/").trim_end_matches(".p");
+        let mut patch = Vec::new();
+        z.by_name(&n).unwrap().read_to_end(&mut patch).unwrap();
+        assert_eq!(&patch[..8], b"BSDIFF40");
+        let (old, new, p) = (b.path("old"), b.path("new"), b.path("p"));
+        std::fs::write(&old, file(&v1, target)).unwrap();
+        std::fs::write(&p, &patch).unwrap();
+        let st = Command::new("bspatch")
+            .arg(&old)
+            .arg(&new)
+            .arg(&p)
+            .status()
+            .expect("Debian's bspatch (apt install bsdiff)");
+        assert!(st.success(), "bspatch failed on {n}");
+        assert!(
+            std::fs::read(&new).unwrap() == file(&v2, target),
+            "{n}: bspatch result differs"
+        );
+    }
+}
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl (apt install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
+    let b = Builds::new();
+    let (key, cert, pk8) = (b.path("key.pem"), b.path("cert.pem"), b.path("key.pk8"));
+    let ks = key.to_str().unwrap();
+    let cs = cert.to_str().unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ks,
+        "-out",
+        cs,
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=ota test key",
+        "-sha256",
+    ]);
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-outform",
+        "DER",
+        "-nocrypt",
+        "-in",
+        ks,
+        "-out",
+        pk8.to_str().unwrap(),
+    ]);
+    let signer = sign::Signer::load(&pk8, &cert).unwrap();
+    let signed = b.path("signed.zip");
+    full::write_full(
+        &b.tf(1),
+        &signed,
+        &BuildOptions {
+            signer: Some(signer),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    let v = sign::verify(&signed, &cert).unwrap();
+    assert!(v.embedded_cert_matches);
+    // Independently: openssl checks the PKCS#7 over the signed range.
+    let (signed_len, pkcs7) = sign::signature_block(&signed).unwrap();
+    let all = std::fs::read(&signed).unwrap();
+    assert_eq!(
+        &all[signed_len as usize - 20..signed_len as usize - 16],
+        b"PK\x05\x06"
+    );
+    let (content, sig) = (b.path("content"), b.path("sig.der"));
+    std::fs::write(&content, &all[..signed_len as usize]).unwrap();
+    std::fs::write(&sig, &pkcs7).unwrap();
+    let sig_s = sig.to_str().unwrap();
+    let content_s = content.to_str().unwrap();
+    openssl(&[
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        sig_s,
+        "-content",
+        content_s,
+        "-CAfile",
+        cs,
+        "-purpose",
+        "any",
+        "-out",
+        "/dev/null",
+    ]);
+    // The comment starts with signapk's message and the footer is ff ff.
+    let n = all.len();
+    assert_eq!(&all[n - 4..n - 2], &[0xff, 0xff]);
+    let comment_len = u16::from_le_bytes([all[n - 2], all[n - 1]]) as usize;
+    assert_eq!(
+        &all[n - comment_len..n - comment_len + 18],
+        b"signed by SignApk\0"
+    );
+    // The signed package is still a zip with the cert inside.
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&signed).unwrap()).unwrap();
+    assert!(z.by_name("META-INF/com/android/otacert").is_ok());
+
+    // One byte changed anywhere in the signed range: refused, by us and openssl.
+    let mut bad = all.clone();
+    bad[100] ^= 1;
+    let tampered = b.path("tampered.zip");
+    std::fs::write(&tampered, &bad).unwrap();
+    let e = sign::verify(&tampered, &cert).unwrap_err().to_string();
+    assert!(e.contains("signature verification failed"), "{e}");
+    std::fs::write(&content, &bad[..signed_len as usize]).unwrap();
+    let st = Command::new("openssl")
+        .args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            sig_s,
+            "-content",
+            content_s,
+            "-CAfile",
+            cs,
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    assert!(!st.status.success());
+    // Another key's certificate: refused.
+    let (k2, c2) = (b.path("k2.pem"), b.path("c2.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        k2.to_str().unwrap(),
+        "-out",
+        c2.to_str().unwrap(),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=other",
+    ]);
+    assert!(sign::verify(&signed, &c2).is_err());
+    // An unsigned package: a clear error.
+    let unsigned = b.path("full-v1.zip");
+    full::write_full(&b.tf(1), &unsigned, &BuildOptions::default()).unwrap();
+    assert!(sign::verify(&unsigned, &cert)
+        .unwrap_err()
+        .to_string()
+        .contains("not signed"));
+    // Key and certificate that do not belong together.
+    assert!(sign::Signer::load(&key, &c2)
+        .unwrap_err()
+        .to_string()
+        .contains("is not the certificate of"));
+}
+
+#[test]
+fn broken_target_files_name_the_part() {
+    let b = Builds::new();
+    let dir = b.path("t");
+    b.specs[0].write_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("META/filesystem_config.txt"),
+        "system 0 0 755\nsystem/bin 0 x 755\n",
+    )
+    .unwrap();
+    let e = TargetFiles::open(&dir).unwrap_err().to_string();
+    assert_eq!(e, "META/filesystem_config.txt:2: gid \"x\" is not a number");
+    std::fs::remove_file(dir.join("META/misc_info.txt")).unwrap();
+    let e = TargetFiles::open(&dir).unwrap_err().to_string();
+    assert!(e.starts_with("missing META/misc_info.txt in"), "{e}");
+    let e = TargetFiles::open(&b.path("nope.zip"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("opening target-files"), "{e}");
+    std::fs::write(b.path("junk.zip"), b"not a zip").unwrap();
+    assert!(TargetFiles::open(&b.path("junk.zip"))
+        .unwrap_err()
+        .to_string()
+        .contains("as a zip"));
+}
