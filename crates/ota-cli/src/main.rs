@@ -2,6 +2,7 @@
 //! calls a library crate and prints the result.
 
 mod config;
+mod android;
 mod delta;
 mod publish;
 
@@ -37,6 +38,9 @@ enum Command {
     Diff(delta::DiffArgs),
     /// Apply a delta made by `ota diff` (or by bsdiff 4.x).
     Patch(delta::PatchArgs),
+    /// Android file-based OTA packages: build, sign, verify, simulate.
+    #[command(subcommand)]
+    Android(android::AndroidCommand),
 }
 
 /// Where the data lives (shared by `serve` and `keys`).
@@ -110,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Diff(args) => delta::diff(args),
         Command::Patch(args) => delta::patch(args),
+        Command::Android(cmd) => android::run(cmd),
         Command::Serve(args) => {
             let (file, rt) = setup()?;
             rt.block_on(serve(file, args))
