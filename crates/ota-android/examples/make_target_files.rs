@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = PathBuf::from(args.first().ok_or("usage: make_target_files OUTDIR [--large MB --changed FRACTION DIR…]")?);
+    let out = PathBuf::from(
+        args.first()
+            .ok_or("usage: make_target_files OUTDIR [--large MB --changed FRACTION DIR…]")?,
+    );
     std::fs::create_dir_all(&out)?;
     if args.get(1).map(String::as_str) == Some("--large") {
         let mb: u64 = args.get(2).ok_or("--large MB")?.parse()?;
@@ -24,7 +27,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let v2 = v1.mutated(frac, 1);
         v1.write_zip(&out.join("large-v1.zip"))?;
         v2.write_zip(&out.join("large-v2.zip"))?;
-        let files = v1.system.values().filter(|n| matches!(n, ota_android::target_files::RawNode::File { .. })).count();
+        let files = v1
+            .system
+            .values()
+            .filter(|n| matches!(n, ota_android::target_files::RawNode::File { .. }))
+            .count();
         println!("wrote large-v1.zip and large-v2.zip ({files} files, {frac} of them changed)");
         return Ok(());
     }

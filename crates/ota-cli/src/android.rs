@@ -89,7 +89,10 @@ impl BuildArgs {
             _ => None,
         };
         let extra_script = match &self.extra_script {
-            Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading extra script {}", p.display()))?),
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading extra script {}", p.display()))?,
+            ),
             None => None,
         };
         if let Some(text) = &extra_script {
@@ -147,39 +150,62 @@ pub fn run(cmd: AndroidCommand) -> Result<()> {
             let r = full::write_full(&t, &out, &opts).context("building the full package")?;
             print_report(&r, started, opts.signer.is_some());
         }
-        AndroidCommand::Incremental { build, source, worker_threads, target, out } => {
+        AndroidCommand::Incremental {
+            build,
+            source,
+            worker_threads,
+            target,
+            out,
+        } => {
             let started = Instant::now();
             let opts = build.options(worker_threads.unwrap_or(0))?;
             let s = open(&source)?;
             let t = open(&target)?;
             let out = out_path(&out, Some(&s), &t)?;
-            let r = incremental::write_incremental(&s, &t, &out, &opts).context("building the incremental package")?;
+            let r = incremental::write_incremental(&s, &t, &out, &opts)
+                .context("building the incremental package")?;
             print_report(&r, started, opts.signer.is_some());
         }
         AndroidCommand::Verify { package, cert } => {
-            let v = sign::verify(&package, &cert).with_context(|| format!("verifying {}", package.display()))?;
+            let v = sign::verify(&package, &cert)
+                .with_context(|| format!("verifying {}", package.display()))?;
             println!(
                 "signature OK: {:?} over {} bytes{}",
                 v.digest,
                 v.signed_len,
-                if v.embedded_cert_matches { "" } else { " (the package embeds a different certificate)" }
+                if v.embedded_cert_matches {
+                    ""
+                } else {
+                    " (the package embeds a different certificate)"
+                }
             );
         }
-        AndroidCommand::Apply { package, root, props, cert } => {
+        AndroidCommand::Apply {
+            package,
+            root,
+            props,
+            cert,
+        } => {
             if let Some(c) = cert {
-                sign::verify(&package, &c).with_context(|| format!("verifying {}", package.display()))?;
+                sign::verify(&package, &c)
+                    .with_context(|| format!("verifying {}", package.display()))?;
             }
             let props = match props {
                 Some(p) => {
-                    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
                     Some(Props::parse(&text, &p.display().to_string())?)
                 }
                 None => None,
             };
             let mut stdout = std::io::stdout();
-            recovery::apply(&package, &root, ApplyOptions { props }, &mut stdout)
-                .with_context(|| format!("installing {} into {}", package.display(), root.display()))?;
-            println!("install complete; owners and labels are in {}", root.join(recovery::METADATA_FILE).display());
+            recovery::apply(&package, &root, ApplyOptions { props }, &mut stdout).with_context(
+                || format!("installing {} into {}", package.display(), root.display()),
+            )?;
+            println!(
+                "install complete; owners and labels are in {}",
+                root.join(recovery::METADATA_FILE).display()
+            );
         }
     }
     Ok(())

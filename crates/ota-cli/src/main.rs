@@ -1,8 +1,8 @@
 //! `ota`: the command-line front end. Each subcommand parses its arguments,
 //! calls a library crate and prints the result.
 
-mod config;
 mod android;
+mod config;
 mod delta;
 mod publish;
 

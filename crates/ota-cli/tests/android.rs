@@ -12,7 +12,11 @@ fn ota(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> String {
     let o = ota(args);
-    assert!(o.status.success(), "ota {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ota {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
@@ -25,11 +29,28 @@ fn build_sign_verify_and_apply() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for v in 1..=2 {
-        Spec::sample(v).unwrap().write_zip(&d.join(format!("v{v}.zip"))).unwrap();
+        Spec::sample(v)
+            .unwrap()
+            .write_zip(&d.join(format!("v{v}.zip")))
+            .unwrap();
     }
     let (key, cert) = (d.join("key.pem"), d.join("cert.pem"));
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", s(&key), "-out", s(&cert), "-days", "30", "-subj", "/CN=ota cli test"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=ota cli test",
+        ])
         .output()
         .expect("openssl");
     assert!(st.status.success());
@@ -37,9 +58,34 @@ fn build_sign_verify_and_apply() {
     std::fs::create_dir(&out).unwrap();
 
     // An output directory gets seed 000's names.
-    let full = ok(&["android", "full", "--package-key", s(&key), "--cert", s(&cert), s(&d.join("v1.zip")), s(&out)]);
-    assert!(full.contains("update-eng.1001.zip") && full.contains("signed"), "{full}");
-    let inc = ok(&["android", "incremental", "-k", s(&key), "--cert", s(&cert), "--worker-threads", "2", "--from", s(&d.join("v1.zip")), s(&d.join("v2.zip")), s(&out)]);
+    let full = ok(&[
+        "android",
+        "full",
+        "--package-key",
+        s(&key),
+        "--cert",
+        s(&cert),
+        s(&d.join("v1.zip")),
+        s(&out),
+    ]);
+    assert!(
+        full.contains("update-eng.1001.zip") && full.contains("signed"),
+        "{full}"
+    );
+    let inc = ok(&[
+        "android",
+        "incremental",
+        "-k",
+        s(&key),
+        "--cert",
+        s(&cert),
+        "--worker-threads",
+        "2",
+        "--from",
+        s(&d.join("v1.zip")),
+        s(&d.join("v2.zip")),
+        s(&out),
+    ]);
     assert!(inc.contains("update-eng.1001-eng.1002.zip"), "{inc}");
     let full_pkg = out.join("update-eng.1001.zip");
     let inc_pkg = out.join("update-eng.1001-eng.1002.zip");
@@ -57,10 +103,26 @@ fn build_sign_verify_and_apply() {
     let root = d.join("root");
     let props = d.join("props");
     std::fs::write(&props, "ro.product.device=hammerhead\n").unwrap();
-    ok(&["android", "apply", s(&full_pkg), s(&root), "--props", s(&props), "--cert", s(&cert)]);
+    ok(&[
+        "android",
+        "apply",
+        s(&full_pkg),
+        s(&root),
+        "--props",
+        s(&props),
+        "--cert",
+        s(&cert),
+    ]);
     let o = ota(&["android", "apply", s(&bad), s(&root), "--cert", s(&cert)]);
     assert!(!o.status.success());
-    let printed = ok(&["android", "apply", s(&inc_pkg), s(&root), "--cert", s(&cert)]);
+    let printed = ok(&[
+        "android",
+        "apply",
+        s(&inc_pkg),
+        s(&root),
+        "--cert",
+        s(&cert),
+    ]);
     assert!(printed.contains("Patching system files..."), "{printed}");
     let bp = std::fs::read_to_string(root.join("system/build.prop")).unwrap();
     assert!(bp.contains("ro.build.version.incremental=eng.1002"));
@@ -68,10 +130,22 @@ fn build_sign_verify_and_apply() {
     // A device of another model: recovery's message, exit status 1.
     let other = d.join("other");
     std::fs::write(&props, "ro.product.device=flo\n").unwrap();
-    let o = ota(&["android", "apply", s(&full_pkg), s(&other), "--props", s(&props)]);
+    let o = ota(&[
+        "android",
+        "apply",
+        s(&full_pkg),
+        s(&other),
+        "--props",
+        s(&props),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("script aborted: This package is for \"hammerhead\" devices; this is a \"flo\"."), "{err}");
+    assert!(
+        err.contains(
+            "script aborted: This package is for \"hammerhead\" devices; this is a \"flo\"."
+        ),
+        "{err}"
+    );
     assert!(!other.join("system").exists());
 
     // Bad inputs: clear errors.
@@ -79,8 +153,29 @@ fn build_sign_verify_and_apply() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.zip"));
     let extra = d.join("extra.edify");
     std::fs::write(&extra, "ui_print(\"unterminated);\n").unwrap();
-    let o = ota(&["android", "full", "-e", s(&extra), s(&d.join("v1.zip")), s(&out)]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("unterminated string"), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = ota(&["android", "full", "--package-key", s(&key), s(&d.join("v1.zip")), s(&out)]);
-    assert!(!o.status.success(), "a key without its certificate must be refused");
+    let o = ota(&[
+        "android",
+        "full",
+        "-e",
+        s(&extra),
+        s(&d.join("v1.zip")),
+        s(&out),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unterminated string"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ota(&[
+        "android",
+        "full",
+        "--package-key",
+        s(&key),
+        s(&d.join("v1.zip")),
+        s(&out),
+    ]);
+    assert!(
+        !o.status.success(),
+        "a key without its certificate must be refused"
+    );
 }
