@@ -17,7 +17,7 @@ pub fn write_full(target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Resu
     if opts.wipe_user_data {
         metadata.insert("ota-wipe".into(), "yes".into());
     }
-    let mut zip = PackageWriter::create(out)?;
+    let mut zip = PackageWriter::create(out, opts.signer.as_ref())?;
     let mut script = Script::new(
         target.fstab.clone(),
         target.misc_info.flag("use_set_metadata"),

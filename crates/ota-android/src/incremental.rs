@@ -69,7 +69,7 @@ pub fn write_incremental(
     if tgt_ts < src_ts {
         metadata.insert("ota-downgrade".into(), "yes".into());
     }
-    let mut zip = PackageWriter::create(out)?;
+    let mut zip = PackageWriter::create(out, opts.signer.as_ref())?;
 
     // Sort files into verbatim, changed and deleted.
     let mut verbatim: Vec<(String, u64)> = Vec::new();

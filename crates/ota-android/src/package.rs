@@ -58,11 +58,14 @@ pub struct PackageWriter {
     tmp: tempfile::NamedTempFile,
     out: PathBuf,
     names: std::collections::BTreeSet<String>,
+    /// Digests of every file entry, kept when the package will be signed
+    /// (for the jar manifest).
+    digests: Option<(crate::sign::DigestAlg, BTreeMap<String, Vec<u8>>)>,
 }
 
 impl PackageWriter {
-    /// Starts a package that will end up at `out`.
-    pub fn create(out: &Path) -> Result<PackageWriter> {
+    /// Starts a package that will end up at `out`, to be signed by `signer`.
+    pub fn create(out: &Path, signer: Option<&Signer>) -> Result<PackageWriter> {
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -82,6 +85,7 @@ impl PackageWriter {
             tmp,
             out: out.to_path_buf(),
             names: Default::default(),
+            digests: signer.map(|s| (s.digest, BTreeMap::new())),
         })
     }
 
@@ -101,7 +105,11 @@ impl PackageWriter {
             .large_file(data.len() as u64 >= u32::MAX as u64);
         let ctx = || format!("writing {name} to the package");
         self.zip.start_file(name, opts).map_err(zip_err(ctx()))?;
-        self.zip.write_all(data).map_err(io(ctx()))
+        self.zip.write_all(data).map_err(io(ctx()))?;
+        if let Some((alg, map)) = &mut self.digests {
+            map.insert(name.to_string(), alg.digest(data));
+        }
+        Ok(())
     }
 
     /// Adds a directory entry (so `package_extract_dir` recreates empty
@@ -146,6 +154,12 @@ impl PackageWriter {
         if let Some(s) = signer {
             let pem = s.cert_pem();
             self.add("META-INF/com/android/otacert", pem.as_bytes(), 0o644)?;
+            // The jar signature signapk writes before the whole-file one.
+            let digests = self.digests.take().map(|(_, m)| m).unwrap_or_default();
+            let (manifest, sf, rsa) = s.jar_signature(&digests)?;
+            self.add("META-INF/MANIFEST.MF", &manifest, 0o644)?;
+            self.add("META-INF/CERT.SF", &sf, 0o644)?;
+            self.add("META-INF/CERT.RSA", &rsa, 0o644)?;
         }
         let file = self
             .zip

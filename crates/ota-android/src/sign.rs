@@ -26,6 +26,7 @@ use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use spki::AlgorithmIdentifierOwned;
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use x509_cert::Certificate;
@@ -62,6 +63,20 @@ impl DigestAlg {
         match self {
             DigestAlg::Sha1 => Pkcs1v15Sign::new::<Sha1>(),
             DigestAlg::Sha256 => Pkcs1v15Sign::new::<Sha256>(),
+        }
+    }
+    /// Digest of `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            DigestAlg::Sha1 => Sha1::digest(data).to_vec(),
+            DigestAlg::Sha256 => Sha256::digest(data).to_vec(),
+        }
+    }
+    /// The jar manifest attribute name (`SHA1-Digest`, `SHA-256-Digest`).
+    fn jar_name(self) -> &'static str {
+        match self {
+            DigestAlg::Sha1 => "SHA1-Digest",
+            DigestAlg::Sha256 => "SHA-256-Digest",
         }
     }
     /// Hashes the first `len` bytes of `file`.
@@ -187,6 +202,42 @@ impl Signer {
             .unwrap_or_default()
     }
 
+    /// The jar signature files signapk writes: `MANIFEST.MF` (a digest per
+    /// entry), `CERT.SF` (digests of the manifest and of each of its
+    /// sections) and `CERT.RSA` (PKCS#7 over `CERT.SF`).
+    pub fn jar_signature(
+        &self,
+        digests: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        use base64::Engine;
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let attr = self.digest.jar_name();
+        let mut manifest =
+            b"Manifest-Version: 1.0\r\nCreated-By: 1.0 (Android SignApk)\r\n\r\n".to_vec();
+        let mut sf_sections = Vec::new();
+        for (name, d) in digests {
+            let mut section = manifest_line(&format!("Name: {name}"));
+            section.extend(manifest_line(&format!("{attr}: {}", b64(d))));
+            section.extend_from_slice(b"\r\n");
+            sf_sections.extend(manifest_line(&format!("Name: {name}")));
+            sf_sections.extend(manifest_line(&format!(
+                "{attr}: {}",
+                b64(&self.digest.digest(&section))
+            )));
+            sf_sections.extend_from_slice(b"\r\n");
+            manifest.extend(section);
+        }
+        let mut sf = b"Signature-Version: 1.0\r\nCreated-By: 1.0 (Android SignApk)\r\n".to_vec();
+        sf.extend(manifest_line(&format!(
+            "{attr}-Manifest: {}",
+            b64(&self.digest.digest(&manifest))
+        )));
+        sf.extend_from_slice(b"\r\n");
+        sf.extend(sf_sections);
+        let rsa = self.pkcs7(&self.digest.digest(&sf))?;
+        Ok((manifest, sf, rsa))
+    }
+
     fn pkcs7(&self, digest: &[u8]) -> Result<Vec<u8>> {
         let sig = self
             .key
@@ -277,6 +328,23 @@ impl Signer {
         f.write_all(&comment).map_err(io("writing the signature"))?;
         f.sync_all().map_err(io("syncing the signed package"))
     }
+}
+
+/// One manifest header line, wrapped as `java.util.jar.Manifest` does:
+/// a line over 72 bytes (with its CRLF) breaks after 70, continuation
+/// lines start with a space and hold 69.
+fn manifest_line(line: &str) -> Vec<u8> {
+    let b = line.as_bytes();
+    let mut out = Vec::with_capacity(b.len() + 8);
+    let first = b.len().min(70);
+    out.extend_from_slice(&b[..first]);
+    out.extend_from_slice(b"\r\n");
+    for chunk in b[first..].chunks(69) {
+        out.push(b' ');
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// What [`verify`] found.

@@ -372,6 +372,23 @@ fn openssl(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// Base64 of the SHA-256 of `data`, computed by openssl.
+fn openssl_b64_sha256(b: &Builds, data: &[u8]) -> String {
+    let p = b.path("digest-input");
+    std::fs::write(&p, data).unwrap();
+    let bin = b.path("digest.bin");
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-binary",
+        "-out",
+        bin.to_str().unwrap(),
+        p.to_str().unwrap(),
+    ]);
+    let out = openssl(&["base64", "-A", "-in", bin.to_str().unwrap()]);
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[test]
 fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
     let b = Builds::new();
@@ -459,6 +476,50 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
     // The signed package is still a zip with the cert inside.
     let mut z = zip::ZipArchive::new(std::fs::File::open(&signed).unwrap()).unwrap();
     assert!(z.by_name("META-INF/com/android/otacert").is_ok());
+
+    // The jar signature: CERT.RSA signs CERT.SF (openssl checks it), and
+    // MANIFEST.MF holds each entry's digest.
+    let mut read = |name: &str| {
+        let mut v = Vec::new();
+        z.by_name(name).unwrap().read_to_end(&mut v).unwrap();
+        v
+    };
+    let (manifest, sf, rsa) = (
+        read("META-INF/MANIFEST.MF"),
+        read("META-INF/CERT.SF"),
+        read("META-INF/CERT.RSA"),
+    );
+    let script = read("META-INF/com/google/android/updater-script");
+    let (sf_path, rsa_path) = (b.path("CERT.SF"), b.path("CERT.RSA"));
+    std::fs::write(&sf_path, &sf).unwrap();
+    std::fs::write(&rsa_path, &rsa).unwrap();
+    openssl(&[
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        rsa_path.to_str().unwrap(),
+        "-content",
+        sf_path.to_str().unwrap(),
+        "-CAfile",
+        cs,
+        "-purpose",
+        "any",
+        "-out",
+        "/dev/null",
+    ]);
+    let manifest = String::from_utf8(manifest).unwrap();
+    let b64 = openssl_b64_sha256(&b, &script);
+    assert!(
+        manifest.contains(&format!(
+            "Name: META-INF/com/google/android/updater-script\r\nSHA-256-Digest: {b64}\r\n"
+        )),
+        "{manifest}"
+    );
+    assert!(manifest.contains("Name: META-INF/com/android/otacert\r\n"));
+    assert!(manifest.lines().all(|l| l.len() <= 72));
 
     // One byte changed anywhere in the signed range: refused, by us and openssl.
     let mut bad = all.clone();
