@@ -48,6 +48,9 @@ pub struct Spec {
     pub use_set_metadata: bool,
     /// `OTA/bin/updater` contents, if any.
     pub updater: Option<Vec<u8>>,
+    /// Use [`FSTAB_V1`] (`fstab_version=1`, boot and recovery on MTD)
+    /// instead of [`FSTAB_V2`].
+    pub legacy_fstab: bool,
 }
 
 /// The fstab (v2) every fixture uses.
@@ -58,6 +61,16 @@ pub const FSTAB_V2: &str = "\
 /dev/block/platform/msm_sdcc.1/by-name/boot /boot emmc defaults defaults
 /dev/block/platform/msm_sdcc.1/by-name/recovery /recovery emmc defaults defaults
 /devices/msm_sdcc.3/mmc_host /storage/sdcard1 vfat nosuid,nodev voldmanaged=sdcard1:auto
+";
+
+/// The fstab (v1, boot and recovery on MTD) of [`Spec::legacy_fstab`].
+pub const FSTAB_V1: &str = "\
+# mount point\tfstype\tdevice\t[device2]
+/boot mtd boot
+/recovery mtd recovery
+/system ext4 /dev/block/platform/sdhci-tegra.3/by-name/APP
+/cache ext4 /dev/block/platform/sdhci-tegra.3/by-name/CAC
+/data ext4 /dev/block/platform/sdhci-tegra.3/by-name/UDA length=-16384
 ";
 
 /// The label most of `/system` carries.
@@ -191,6 +204,7 @@ impl Spec {
             recovery_ramdisk: BTreeMap::new(),
             use_set_metadata: true,
             updater: Some(b"\x7fELF fake updater for fixtures".to_vec()),
+            legacy_fstab: false,
         };
         for (p, d) in host_binaries()? {
             s.system.insert(p, file(d));
@@ -523,7 +537,11 @@ impl Spec {
                 v.push((format!("SYSTEM/{}", &p["system/".len()..]), n));
             }
         }
-        let mut misc = "recovery_api_version=3\nfstab_version=2\nblocksize=131072\nboot_size=0x00A00000\nrecovery_size=0x00C00000\nsystem_size=1073741824\nfs_type=ext4\nextfs_sparse_flag=-s\nselinux_fc=out/root/file_contexts\n".to_string();
+        let mut misc = format!(
+            "recovery_api_version=3\nfstab_version={}\n",
+            if self.legacy_fstab { 1 } else { 2 }
+        );
+        misc += "blocksize=131072\nboot_size=0x00A00000\nrecovery_size=0x00C00000\nsystem_size=1073741824\nfs_type=ext4\nextfs_sparse_flag=-s\nselinux_fc=out/root/file_contexts\n";
         if self.use_set_metadata {
             misc.push_str("use_set_metadata=1\n");
         }
@@ -551,7 +569,13 @@ impl Spec {
             ),
             (
                 "RECOVERY/RAMDISK/etc/recovery.fstab",
-                FSTAB_V2.as_bytes().to_vec(),
+                if self.legacy_fstab {
+                    FSTAB_V1
+                } else {
+                    FSTAB_V2
+                }
+                .as_bytes()
+                .to_vec(),
             ),
         ];
         for (p, d) in meta {

@@ -90,6 +90,12 @@ impl Builds {
 /// file modes, and sidecar owners/labels/capabilities for every file and
 /// directory filesystem_config lists.
 fn assert_is_build(root: &Path, spec: &Spec) {
+    assert_is_build_with(root, spec, true)
+}
+
+/// As [`assert_is_build`]; `labels: false` for `set_perm` scripts, which
+/// set no labels or capabilities.
+fn assert_is_build_with(root: &Path, spec: &Spec, labels: bool) {
     let tf_cfg: FsConfig = spec.fs_config();
     let got = snapshot(&root.join("system"));
     let mut want = BTreeMap::new();
@@ -139,6 +145,9 @@ fn assert_is_build(root: &Path, spec: &Spec) {
             (m.uid, m.gid, Some(m.mode)),
             "{p}: owner/mode"
         );
+        if !labels {
+            continue;
+        }
         assert_eq!(r.selabel, m.selabel, "{p}: label");
         if matches!(spec.system_tree().get(p), Some(RawNode::File { .. })) {
             assert_eq!(
@@ -606,4 +615,75 @@ fn broken_target_files_name_the_part() {
         .unwrap_err()
         .to_string()
         .contains("as a zip"));
+}
+
+#[test]
+fn fstab_v1_mtd_boot_and_set_perm() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs: Vec<Spec> = (1..=2)
+        .map(|v| {
+            let mut s = Spec::sample(v).unwrap();
+            s.legacy_fstab = true;
+            s.use_set_metadata = false;
+            s
+        })
+        .collect();
+    let tf: Vec<TargetFiles> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let d = dir.path().join(format!("v{}", i + 1));
+            s.write_dir(&d).unwrap();
+            TargetFiles::open(&d).unwrap()
+        })
+        .collect();
+    let (full_pkg, inc_pkg) = (dir.path().join("full.zip"), dir.path().join("inc.zip"));
+    full::write_full(&tf[0], &full_pkg, &BuildOptions::default()).unwrap();
+    incremental::write_incremental(&tf[0], &tf[1], &inc_pkg, &BuildOptions::default()).unwrap();
+    let script = |p: &Path| {
+        let mut z = zip::ZipArchive::new(std::fs::File::open(p).unwrap()).unwrap();
+        let mut s = String::new();
+        z.by_name("META-INF/com/google/android/updater-script")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let fs = script(&full_pkg);
+    assert!(
+        fs.contains("write_raw_image(package_extract_file(\"boot.img\"), \"boot\");"),
+        "{fs}"
+    );
+    assert!(
+        fs.contains("set_perm_recursive(0, 0, 0755, 0644, \"/system\");"),
+        "{fs}"
+    );
+    assert!(
+        fs.contains("set_perm(0, 0, 06755, \"/system/xbin/su\");"),
+        "{fs}"
+    );
+    assert!(!fs.contains("set_metadata"));
+    let is = script(&inc_pkg);
+    assert!(is.contains("apply_patch_check(\"MTD:boot:"), "{is}");
+
+    let root = dir.path().join("root");
+    let props = Props::parse("ro.product.device=hammerhead\n", "props").unwrap();
+    recovery::apply(
+        &full_pkg,
+        &root,
+        ApplyOptions { props: Some(props) },
+        &mut Vec::new(),
+    )
+    .unwrap();
+    assert_is_build_with(&root, &specs[0], false);
+    assert_eq!(
+        Some(std::fs::read(root.join("dev/mtd/boot")).unwrap()),
+        tf[0].boot_image
+    );
+    recovery::apply(&inc_pkg, &root, ApplyOptions::default(), &mut Vec::new()).unwrap();
+    assert_is_build_with(&root, &specs[1], false);
+    assert_eq!(
+        Some(std::fs::read(root.join("dev/mtd/boot")).unwrap()),
+        tf[1].boot_image
+    );
 }
