@@ -687,3 +687,58 @@ fn fstab_v1_mtd_boot_and_set_perm() {
         tf[1].boot_image
     );
 }
+
+#[test]
+fn wipe_no_prereq_and_extra_script() {
+    let b = Builds::new();
+    let pkg = b.path("wipe.zip");
+    let opts = BuildOptions {
+        wipe_user_data: true,
+        no_prereq: true,
+        extra_script: Some("ui_print(\"extra step ran\");\n".into()),
+        ..Default::default()
+    };
+    full::write_full(&b.tf(1), &pkg, &opts).unwrap();
+    let root = b.path("root");
+    std::fs::create_dir_all(root.join("data/app")).unwrap();
+    std::fs::write(root.join("data/app/user.apk"), b"user data").unwrap();
+    let props = Props::parse(
+        "ro.product.device=hammerhead\nro.build.date.utc=1999999999\n",
+        "props",
+    )
+    .unwrap();
+    let mut log = Vec::new();
+    recovery::apply(
+        &pkg,
+        &root,
+        ApplyOptions {
+            props: Some(props.clone()),
+        },
+        &mut log,
+    )
+    .unwrap();
+    assert!(String::from_utf8_lossy(&log).contains("extra step ran"));
+    assert!(!root.join("data/app").exists(), "/data must be wiped");
+    assert_is_build(&root, &b.specs[0]);
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&pkg).unwrap()).unwrap();
+    let mut meta = String::new();
+    z.by_name("META-INF/com/android/metadata")
+        .unwrap()
+        .read_to_string(&mut meta)
+        .unwrap();
+    assert!(meta.contains("ota-wipe=yes\n"));
+    // With the older-build check, a device on a newer build refuses.
+    let checked = b.path("checked.zip");
+    full::write_full(&b.tf(1), &checked, &BuildOptions::default()).unwrap();
+    let e = recovery::apply(
+        &checked,
+        &b.path("r2"),
+        ApplyOptions { props: Some(props) },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "script aborted: Can't install this package (Tue May 13 1400000000) over newer build ()."
+    );
+}
