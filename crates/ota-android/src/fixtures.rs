@@ -48,6 +48,9 @@ pub struct Spec {
     pub use_set_metadata: bool,
     /// `OTA/bin/updater` contents, if any.
     pub updater: Option<Vec<u8>>,
+    /// `VENDOR/` entries (a vendor partition when not empty), by path
+    /// relative to it; metadata goes to `META/vendor_filesystem_config.txt`.
+    pub vendor: BTreeMap<String, RawNode>,
     /// Use [`FSTAB_V1`] (`fstab_version=1`, boot and recovery on MTD)
     /// instead of [`FSTAB_V2`].
     pub legacy_fstab: bool,
@@ -56,6 +59,7 @@ pub struct Spec {
 /// The fstab (v2) every fixture uses.
 pub const FSTAB_V2: &str = "\
 /dev/block/platform/msm_sdcc.1/by-name/system /system ext4 ro,barrier=1 wait
+/dev/block/platform/msm_sdcc.1/by-name/vendor /vendor ext4 ro,barrier=1 wait
 /dev/block/platform/msm_sdcc.1/by-name/cache /cache ext4 noatime,nosuid,nodev wait,check
 /dev/block/platform/msm_sdcc.1/by-name/userdata /data ext4 noatime,nosuid,nodev wait,check,length=-16384
 /dev/block/platform/msm_sdcc.1/by-name/boot /boot emmc defaults defaults
@@ -69,6 +73,7 @@ pub const FSTAB_V1: &str = "\
 /boot mtd boot
 /recovery mtd recovery
 /system ext4 /dev/block/platform/sdhci-tegra.3/by-name/APP
+/vendor ext4 /dev/block/platform/sdhci-tegra.3/by-name/VNR
 /cache ext4 /dev/block/platform/sdhci-tegra.3/by-name/CAC
 /data ext4 /dev/block/platform/sdhci-tegra.3/by-name/UDA length=-16384
 ";
@@ -78,6 +83,14 @@ pub const SYSTEM_LABEL: &str = "u:object_r:system_file:s0";
 
 /// Owner, mode and label a path gets unless [`Spec::meta`] says otherwise.
 pub fn default_meta(path: &str, node: &RawNode) -> Meta {
+    if path == "vendor" || path.starts_with("vendor/") {
+        let (gid, mode) = match node {
+            RawNode::Dir { .. } => (2000, 0o755),
+            RawNode::File { .. } if path.starts_with("vendor/bin/") => (2000, 0o755),
+            _ => (0, 0o644),
+        };
+        return Meta { uid: 0, gid, mode, selabel: Some("u:object_r:vendor_file:s0".into()), capabilities: Some(0) };
+    }
     let in_bin = path.starts_with("system/bin/") || path.starts_with("system/xbin/");
     let (gid, mode) = match node {
         RawNode::Dir { .. } if path == "system/bin" || path == "system/xbin" => (2000, 0o755),
@@ -205,6 +218,7 @@ impl Spec {
             use_set_metadata: true,
             updater: Some(b"\x7fELF fake updater for fixtures".to_vec()),
             legacy_fstab: false,
+            vendor: BTreeMap::new(),
         };
         for (p, d) in host_binaries()? {
             s.system.insert(p, file(d));
@@ -516,6 +530,36 @@ impl Spec {
         t
     }
 
+    /// Every `VENDOR/` entry by full path (`vendor/…`); empty without a
+    /// vendor partition.
+    pub fn vendor_tree(&self) -> BTreeMap<String, RawNode> {
+        let mut t = BTreeMap::new();
+        if self.vendor.is_empty() {
+            return t;
+        }
+        t.insert("vendor".to_string(), RawNode::Dir { mode: None });
+        for (p, n) in &self.vendor {
+            let full = format!("vendor/{p}");
+            let mut cur = full.as_str();
+            while let Some((parent, _)) = cur.rsplit_once('/') {
+                t.entry(parent.to_string()).or_insert(RawNode::Dir { mode: None });
+                cur = parent;
+            }
+            t.insert(full, n.clone());
+        }
+        t
+    }
+
+    /// `META/vendor_filesystem_config.txt` for [`Spec::vendor_tree`].
+    pub fn vendor_fs_config(&self) -> FsConfig {
+        let mut c = FsConfig::default();
+        for (p, n) in self.vendor_tree() {
+            let m = self.meta.get(&p).cloned().unwrap_or_else(|| default_meta(&p, &n));
+            c.entries.insert(p, m);
+        }
+        c
+    }
+
     /// `META/filesystem_config.txt` for [`Spec::system_tree`].
     pub fn fs_config(&self) -> FsConfig {
         let mut c = FsConfig::default();
@@ -536,6 +580,14 @@ impl Spec {
             if p != "system" {
                 v.push((format!("SYSTEM/{}", &p["system/".len()..]), n));
             }
+        }
+        for (p, n) in self.vendor_tree() {
+            if p != "vendor" {
+                v.push((format!("VENDOR/{}", &p["vendor/".len()..]), n));
+            }
+        }
+        if !self.vendor.is_empty() {
+            v.push(("META/vendor_filesystem_config.txt".into(), file(self.vendor_fs_config().to_text().into_bytes())));
         }
         let mut misc = format!(
             "recovery_api_version=3\nfstab_version={}\n",
