@@ -89,7 +89,13 @@ pub fn default_meta(path: &str, node: &RawNode) -> Meta {
             RawNode::File { .. } if path.starts_with("vendor/bin/") => (2000, 0o755),
             _ => (0, 0o644),
         };
-        return Meta { uid: 0, gid, mode, selabel: Some("u:object_r:vendor_file:s0".into()), capabilities: Some(0) };
+        return Meta {
+            uid: 0,
+            gid,
+            mode,
+            selabel: Some("u:object_r:vendor_file:s0".into()),
+            capabilities: Some(0),
+        };
     }
     let in_bin = path.starts_with("system/bin/") || path.starts_with("system/xbin/");
     let (gid, mode) = match node {
@@ -542,7 +548,8 @@ impl Spec {
             let full = format!("vendor/{p}");
             let mut cur = full.as_str();
             while let Some((parent, _)) = cur.rsplit_once('/') {
-                t.entry(parent.to_string()).or_insert(RawNode::Dir { mode: None });
+                t.entry(parent.to_string())
+                    .or_insert(RawNode::Dir { mode: None });
                 cur = parent;
             }
             t.insert(full, n.clone());
@@ -554,7 +561,11 @@ impl Spec {
     pub fn vendor_fs_config(&self) -> FsConfig {
         let mut c = FsConfig::default();
         for (p, n) in self.vendor_tree() {
-            let m = self.meta.get(&p).cloned().unwrap_or_else(|| default_meta(&p, &n));
+            let m = self
+                .meta
+                .get(&p)
+                .cloned()
+                .unwrap_or_else(|| default_meta(&p, &n));
             c.entries.insert(p, m);
         }
         c
@@ -587,7 +598,10 @@ impl Spec {
             }
         }
         if !self.vendor.is_empty() {
-            v.push(("META/vendor_filesystem_config.txt".into(), file(self.vendor_fs_config().to_text().into_bytes())));
+            v.push((
+                "META/vendor_filesystem_config.txt".into(),
+                file(self.vendor_fs_config().to_text().into_bytes()),
+            ));
         }
         let mut misc = format!(
             "recovery_api_version=3\nfstab_version={}\n",

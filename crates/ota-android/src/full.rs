@@ -57,11 +57,12 @@ pub fn write_full(target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Resu
     }
     for t in &target.trees {
         script.unpack_package_dir(&t.name, &format!("/{}", t.name));
+        let mut files: Vec<(&str, &[u8], u32)> = Vec::new();
         for (path, node) in &t.entries {
             match node {
                 RawNode::File { data, .. } => {
                     let perms = target.fs_config.get(path).map_or(0o644, |m| m.mode);
-                    zip.add(path, data, perms)?;
+                    files.push((path, data, perms));
                 }
                 RawNode::Dir { .. } if path != &t.name => {
                     zip.add_dir(path)?;
@@ -69,6 +70,7 @@ pub fn write_full(target: &TargetFiles, out: &Path, opts: &BuildOptions) -> Resu
                 _ => {}
             }
         }
+        zip.add_all(&files)?;
     }
     for t in &target.trees {
         script.make_symlinks(&t.symlinks());

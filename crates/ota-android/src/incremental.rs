@@ -146,13 +146,15 @@ pub fn write_incremental(
     patch_list.sort_by(|a, b| a.path.cmp(&b.path));
     report.patched.sort();
     verbatim.sort();
+    let mut whole: Vec<(&str, &[u8], u32)> = Vec::new();
     for (path, _) in &verbatim {
         let t = target.trees.iter().find(|t| t.entries.contains_key(path));
         if let Some(RawNode::File { data, .. }) = t.and_then(|t| t.entries.get(path)) {
             let perms = target.fs_config.get(path).map_or(0o644, |m| m.mode);
-            zip.add(path, data, perms)?;
+            whole.push((path, data, perms));
         }
     }
+    zip.add_all(&whole)?;
     let largest_source_size = patch_list.iter().map(|p| p.src_size).max().unwrap_or(0);
 
     // Boot and recovery images.

@@ -96,18 +96,63 @@ impl PackageWriter {
                 "{name} would be written twice to the package"
             )));
         }
-        let date = zip::DateTime::from_date_and_time(2009, 1, 1, 0, 0, 0)
-            .map_err(|_| AndroidError::Invalid("bad zip date".into()))?;
-        let opts = SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .last_modified_time(date)
-            .unix_permissions(perms)
-            .large_file(data.len() as u64 >= u32::MAX as u64);
+        let opts = entry_options(data.len(), perms)?;
         let ctx = || format!("writing {name} to the package");
         self.zip.start_file(name, opts).map_err(zip_err(ctx()))?;
         self.zip.write_all(data).map_err(io(ctx()))?;
         if let Some((alg, map)) = &mut self.digests {
             map.insert(name.to_string(), alg.digest(data));
+        }
+        Ok(())
+    }
+
+    /// Adds many entries, deflating them in parallel (in batches of about
+    /// 64 MiB, so memory stays bounded) and appending them in order.
+    pub fn add_all(&mut self, entries: &[(&str, &[u8], u32)]) -> Result<()> {
+        use rayon::prelude::*;
+        const BATCH: usize = 64 << 20;
+        for (name, _, _) in entries {
+            if !self.names.insert(name.to_string()) {
+                return Err(AndroidError::Invalid(format!(
+                    "{name} would be written twice to the package"
+                )));
+            }
+        }
+        let alg = self.digests.as_ref().map(|(a, _)| *a);
+        let mut start = 0;
+        while start < entries.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < entries.len() && (end == start || bytes + entries[end].1.len() <= BATCH) {
+                bytes += entries[end].1.len();
+                end += 1;
+            }
+            let done: Vec<Result<(Vec<u8>, Option<Vec<u8>>)>> = entries[start..end]
+                .par_iter()
+                .map(|(name, data, perms)| {
+                    let ctx = || format!("compressing {name}");
+                    let mut one = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(
+                        data.len() / 2 + 256,
+                    )));
+                    one.start_file(*name, entry_options(data.len(), *perms)?)
+                        .map_err(zip_err(ctx()))?;
+                    one.write_all(data).map_err(io(ctx()))?;
+                    let bytes = one.finish().map_err(zip_err(ctx()))?.into_inner();
+                    Ok((bytes, alg.map(|a| a.digest(data))))
+                })
+                .collect();
+            for ((name, _, _), r) in entries[start..end].iter().zip(done) {
+                let (bytes, digest) = r?;
+                let ctx = || format!("writing {name} to the package");
+                let mut one =
+                    zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err(ctx()))?;
+                let file = one.by_index_raw(0).map_err(zip_err(ctx()))?;
+                self.zip.raw_copy_file(file).map_err(zip_err(ctx()))?;
+                if let (Some((_, map)), Some(d)) = (&mut self.digests, digest) {
+                    map.insert(name.to_string(), d);
+                }
+            }
+            start = end;
         }
         Ok(())
     }
@@ -183,6 +228,17 @@ impl PackageWriter {
         report.output = self.out;
         Ok(())
     }
+}
+
+/// Options of one file entry: deflated, dated 2009-01-01, Unix `perms`.
+fn entry_options(len: usize, perms: u32) -> Result<SimpleFileOptions> {
+    let date = zip::DateTime::from_date_and_time(2009, 1, 1, 0, 0, 0)
+        .map_err(|_| AndroidError::Invalid("bad zip date".into()))?;
+    Ok(SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(date)
+        .unix_permissions(perms)
+        .large_file(len as u64 >= u32::MAX as u64))
 }
 
 /// The metadata keys of the build's own side (`post-*`), plus `ota-type`.

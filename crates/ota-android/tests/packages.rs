@@ -750,13 +750,44 @@ fn vendor_partition_full_and_incremental() {
         .map(|v| {
             let mut s = Spec::sample(v).unwrap();
             let lib = ota_android::fixtures::noise(901, 150_000);
-            let lib = if v == 2 { ota_android::fixtures::mutate(&lib, 902) } else { lib };
-            s.vendor.insert("lib/libvendor.so".into(), RawNode::File { data: lib, mode: None });
-            s.vendor.insert("firmware/wlan/fw.bin".into(), RawNode::File { data: ota_android::fixtures::noise(903, 40_000), mode: None });
-            s.vendor.insert("bin/vd".into(), RawNode::File { data: b"#!/vendor/bin/sh\n".to_vec(), mode: None });
-            s.vendor.insert("lib/libalias.so".into(), RawNode::Symlink("libvendor.so".into()));
+            let lib = if v == 2 {
+                ota_android::fixtures::mutate(&lib, 902)
+            } else {
+                lib
+            };
+            s.vendor.insert(
+                "lib/libvendor.so".into(),
+                RawNode::File {
+                    data: lib,
+                    mode: None,
+                },
+            );
+            s.vendor.insert(
+                "firmware/wlan/fw.bin".into(),
+                RawNode::File {
+                    data: ota_android::fixtures::noise(903, 40_000),
+                    mode: None,
+                },
+            );
+            s.vendor.insert(
+                "bin/vd".into(),
+                RawNode::File {
+                    data: b"#!/vendor/bin/sh\n".to_vec(),
+                    mode: None,
+                },
+            );
+            s.vendor.insert(
+                "lib/libalias.so".into(),
+                RawNode::Symlink("libvendor.so".into()),
+            );
             if v == 2 {
-                s.vendor.insert("etc/new.conf".into(), RawNode::File { data: b"new=1\n".to_vec(), mode: None });
+                s.vendor.insert(
+                    "etc/new.conf".into(),
+                    RawNode::File {
+                        data: b"new=1\n".to_vec(),
+                        mode: None,
+                    },
+                );
             }
             s
         })
@@ -773,21 +804,35 @@ fn vendor_partition_full_and_incremental() {
     assert_eq!(tf[0].trees.len(), 2);
     let (full_pkg, inc_pkg) = (dir.path().join("full.zip"), dir.path().join("inc.zip"));
     full::write_full(&tf[0], &full_pkg, &BuildOptions::default()).unwrap();
-    let r = incremental::write_incremental(&tf[0], &tf[1], &inc_pkg, &BuildOptions::default()).unwrap();
-    assert!(r.patched.iter().any(|(p, _, _)| p == "vendor/lib/libvendor.so"), "{:?}", r.patched);
+    let r =
+        incremental::write_incremental(&tf[0], &tf[1], &inc_pkg, &BuildOptions::default()).unwrap();
+    assert!(
+        r.patched
+            .iter()
+            .any(|(p, _, _)| p == "vendor/lib/libvendor.so"),
+        "{:?}",
+        r.patched
+    );
     assert!(r.verbatim.contains(&"vendor/etc/new.conf".to_string()));
 
     let root = dir.path().join("root");
     let props = Props::parse("ro.product.device=hammerhead\n", "props").unwrap();
     for (pkg, spec) in [(&full_pkg, &specs[0]), (&inc_pkg, &specs[1])] {
-        let opts = ApplyOptions { props: Some(props.clone()) };
+        let opts = ApplyOptions {
+            props: Some(props.clone()),
+        };
         recovery::apply(pkg, &root, opts, &mut Vec::new()).unwrap();
         assert_is_build(&root, spec);
         let got = snapshot(&root.join("vendor"));
         let cfg = spec.vendor_fs_config();
         let recorded = recovery::read_metadata(&root).unwrap();
         let want = spec.vendor_tree();
-        assert_eq!(got.len(), want.len() - 1, "{:?}", got.keys().collect::<Vec<_>>());
+        assert_eq!(
+            got.len(),
+            want.len() - 1,
+            "{:?}",
+            got.keys().collect::<Vec<_>>()
+        );
         for (p, n) in want.iter().filter(|(p, _)| *p != "vendor") {
             let g = &got[&p["vendor/".len()..]];
             match n {
@@ -801,7 +846,11 @@ fn vendor_partition_full_and_incremental() {
             if !matches!(n, RawNode::Symlink(_)) {
                 let m = cfg.get(p).unwrap();
                 let r = &recorded[p];
-                assert_eq!((r.uid, r.gid, r.selabel.as_deref()), (m.uid, m.gid, m.selabel.as_deref()), "{p}");
+                assert_eq!(
+                    (r.uid, r.gid, r.selabel.as_deref()),
+                    (m.uid, m.gid, m.selabel.as_deref()),
+                    "{p}"
+                );
             }
         }
     }
