@@ -127,7 +127,7 @@ impl PackageWriter {
                 bytes += entries[end].1.len();
                 end += 1;
             }
-            let done: Vec<Result<(Vec<u8>, Option<Vec<u8>>)>> = entries[start..end]
+            let done: Vec<Result<Compressed>> = entries[start..end]
                 .par_iter()
                 .map(|(name, data, perms)| {
                     let ctx = || format!("compressing {name}");
@@ -229,6 +229,9 @@ impl PackageWriter {
         Ok(())
     }
 }
+
+/// One entry deflated into its own little zip, and its digest (when signing).
+type Compressed = (Vec<u8>, Option<Vec<u8>>);
 
 /// Options of one file entry: deflated, dated 2009-01-01, Unix `perms`.
 fn entry_options(len: usize, perms: u32) -> Result<SimpleFileOptions> {
