@@ -126,41 +126,64 @@ fn check_name(name: &str, source: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_zip(path: &Path) -> Result<Raw> {
+type Archive = zip::ZipArchive<std::io::BufReader<std::fs::File>>;
+
+fn open_zip(path: &Path) -> Result<Archive> {
     let file = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(zip_err(format!("reading {} as a zip", path.display())))?;
+    zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(zip_err(format!("reading {} as a zip", path.display())))
+}
+
+/// Reads the wanted entries, inflating them on all cores (each worker
+/// opens its own handle on the file).
+fn read_zip(path: &Path) -> Result<Raw> {
+    use rayon::prelude::*;
+    let zip = open_zip(path)?;
+    let wanted_entries: Vec<(usize, String)> = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i).map(|n| (i, n.to_string())))
+        .filter(|(_, n)| wanted(n))
+        .collect();
+    for (_, name) in &wanted_entries {
+        check_name(name, path)?;
+    }
+    drop(zip);
+    let nodes: Vec<Result<(String, RawNode)>> = wanted_entries
+        .par_iter()
+        .map_init(
+            || open_zip(path),
+            |zip, (i, name)| {
+                let zip = zip
+                    .as_mut()
+                    .map_err(|e| AndroidError::Invalid(e.to_string()))?;
+                let ctx = || format!("reading {name} from {}", path.display());
+                let mut e = zip.by_index(*i).map_err(zip_err(ctx()))?;
+                let unix = e.unix_mode();
+                let perm = unix.map(|m| m & 0o7777);
+                let node = if e.is_dir() {
+                    RawNode::Dir { mode: perm }
+                } else {
+                    let mut data = Vec::with_capacity(e.size().min(1 << 30) as usize);
+                    e.read_to_end(&mut data).map_err(io(ctx()))?;
+                    if unix.is_some_and(|m| m & 0o170000 == 0o120000) {
+                        let t = String::from_utf8(data).map_err(|_| {
+                            AndroidError::Invalid(format!(
+                                "{}: symlink {name} has a non-UTF-8 target",
+                                path.display()
+                            ))
+                        })?;
+                        RawNode::Symlink(t)
+                    } else {
+                        RawNode::File { data, mode: perm }
+                    }
+                };
+                Ok((name.trim_end_matches('/').to_string(), node))
+            },
+        )
+        .collect();
     let mut raw = Raw::new();
-    for i in 0..zip.len() {
-        let mut e = zip
-            .by_index(i)
-            .map_err(zip_err(format!("reading {}", path.display())))?;
-        let name = e.name().to_string();
-        if !wanted(&name) {
-            continue;
-        }
-        check_name(&name, path)?;
-        let unix = e.unix_mode();
-        let perm = unix.map(|m| m & 0o7777);
-        let ctx = || format!("reading {name} from {}", path.display());
-        let node = if e.is_dir() {
-            RawNode::Dir { mode: perm }
-        } else {
-            let mut data = Vec::with_capacity(e.size().min(1 << 30) as usize);
-            e.read_to_end(&mut data).map_err(io(ctx()))?;
-            if unix.is_some_and(|m| m & 0o170000 == 0o120000) {
-                let t = String::from_utf8(data).map_err(|_| {
-                    AndroidError::Invalid(format!(
-                        "{}: symlink {name} has a non-UTF-8 target",
-                        path.display()
-                    ))
-                })?;
-                RawNode::Symlink(t)
-            } else {
-                RawNode::File { data, mode: perm }
-            }
-        };
-        raw.insert(name.trim_end_matches('/').to_string(), node);
+    for n in nodes {
+        let (name, node) = n?;
+        raw.insert(name, node);
     }
     Ok(raw)
 }
