@@ -136,8 +136,26 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
             reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
                 .file_name(file_name),
         );
+    // Check the key first: a server that refuses the upload early closes
+    // the connection while the file is still streaming, and the client
+    // may then see a reset instead of the 401.
+    let client = reqwest::Client::new();
+    let auth_url = format!("{}/api/v1/auth", server.trim_end_matches('/'));
+    let auth = client
+        .get(&auth_url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .with_context(|| format!("contacting {auth_url}"))?;
+    if auth.status() == reqwest::StatusCode::UNAUTHORIZED {
+        let body = auth.text().await.unwrap_or_default();
+        bail!(
+            "the server refused the API key (401 Unauthorized): {}",
+            body.trim()
+        );
+    }
     let url = format!("{}/update", server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let response = client
         .put(&url)
         .bearer_auth(key)
         .multipart(form)

@@ -4,6 +4,7 @@
 //!
 //! | method | path | |
 //! |---|---|---|
+//! | GET | `/api/v1/auth` | checks the bearer key: 200 `{"key": name}` or 401 |
 //! | GET | `/api/v1/packages` | every package with its branches |
 //! | POST | `/api/v1/packages` | upload (multipart `content` + `file`), authenticated |
 //! | GET | `/api/v1/packages/{package}` | one package's branches |
@@ -32,6 +33,17 @@ fn entry_json(e: &Entry) -> Value {
         "created_at": e.created_at,
         "content": serde_json::from_str::<Value>(&e.content).unwrap_or(Value::Null),
     })
+}
+
+/// `GET /api/v1/auth`: 200 with the key's name when `Authorization:
+/// Bearer KEY` is valid, 401 otherwise. Publishers call it before
+/// streaming a large file, so a bad key is reported before the upload.
+pub async fn auth(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, JsonError> {
+    let name = state.authenticate(&headers).await?;
+    Ok(Json(json!({ "key": name })))
 }
 
 /// `GET /api/v1/packages`.

@@ -131,6 +131,7 @@ impl Server {
                 version_path,
                 get(api_v1::get_version).delete(api_v1::delete_version),
             )
+            .route("/api/v1/auth", get(api_v1::auth))
             .route("/healthz", get(|| async { "ok\n" }))
             .with_state(state)
     }

@@ -194,3 +194,23 @@ async fn shared_blob_survives_deleting_one_user() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn auth_checks_the_key() {
+    let s = start().await;
+    let url = format!("{}/api/v1/auth", s.base);
+    let r = client().get(&url).bearer_auth(&s.key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let j: Value = r.json().await.unwrap();
+    assert!(j["key"].is_string());
+    for bad in [Some("ota_0000000000000000_00"), None] {
+        let mut req = client().get(&url);
+        if let Some(k) = bad {
+            req = req.bearer_auth(k);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let j: Value = r.json().await.unwrap();
+        assert_eq!(j["error"]["code"], "unauthorized");
+    }
+}
