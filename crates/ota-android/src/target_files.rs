@@ -139,12 +139,17 @@ fn open_zip(path: &Path) -> Result<Archive> {
 fn read_zip(path: &Path) -> Result<Raw> {
     use rayon::prelude::*;
     let zip = open_zip(path)?;
-    let wanted_entries: Vec<(usize, String)> = (0..zip.len())
-        .filter_map(|i| zip.name_for_index(i).map(|n| (i, n.to_string())))
-        .filter(|(_, n)| wanted(n))
-        .collect();
-    for (_, name) in &wanted_entries {
+    // Every name is checked, read or not: an archive with unsafe names is
+    // not a target-files package.
+    let mut wanted_entries: Vec<(usize, String)> = Vec::new();
+    for i in 0..zip.len() {
+        let Some(name) = zip.name_for_index(i) else {
+            continue;
+        };
         check_name(name, path)?;
+        if wanted(name) {
+            wanted_entries.push((i, name.to_string()));
+        }
     }
     drop(zip);
     let nodes: Vec<Result<(String, RawNode)>> = wanted_entries

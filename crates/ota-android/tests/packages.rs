@@ -855,3 +855,94 @@ fn vendor_partition_full_and_incremental() {
         }
     }
 }
+
+/// A copy of `pkg` whose script stops after `keep` statements that start
+/// with `prefix` (as if the device lost power there).
+fn cut_package(pkg: &Path, out: &Path, prefix: &str, keep: usize) {
+    let mut z = zip::ZipArchive::new(std::fs::File::open(pkg).unwrap()).unwrap();
+    let mut w = zip::ZipWriter::new(std::fs::File::create(out).unwrap());
+    for i in 0..z.len() {
+        let mut e = z.by_index(i).unwrap();
+        let name = e.name().to_string();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        if name.ends_with("updater-script") {
+            let text = String::from_utf8(data).unwrap();
+            let mut seen = 0;
+            let mut kept = String::new();
+            for stmt in text.split_inclusive(";\n") {
+                if stmt.trim_start().starts_with(prefix) {
+                    if seen == keep {
+                        break;
+                    }
+                    seen += 1;
+                }
+                kept.push_str(stmt);
+            }
+            assert_eq!(
+                seen, keep,
+                "the script has fewer than {keep} {prefix} statements"
+            );
+            data = kept.into_bytes();
+        }
+        w.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, &data).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn interrupted_incremental_is_finished_by_running_it_again() {
+    let b = Builds::new();
+    let inc = b.path("inc.zip");
+    incremental::write_incremental(&b.tf(1), &b.tf(2), &inc, &BuildOptions::default()).unwrap();
+    // Power lost after two of the patches, and after everything but build.prop.
+    for (prefix, keep) in [("apply_patch(", 2), ("ui_print(\"Patching remaining", 0)] {
+        let root = b.path(&format!("root-{keep}"));
+        b.device_at(1, &root);
+        let cut = b.path("cut.zip");
+        cut_package(&inc, &cut, prefix, keep);
+        recovery::apply(&cut, &root, ApplyOptions::default(), &mut Vec::new()).unwrap();
+        // Still v1 by its fingerprint: build.prop is patched last.
+        let bp = std::fs::read_to_string(root.join("system/build.prop")).unwrap();
+        assert!(bp.contains(&b.specs[0].fingerprint));
+        let mut log = Vec::new();
+        recovery::apply(&inc, &root, ApplyOptions::default(), &mut log)
+            .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)));
+        assert!(String::from_utf8_lossy(&log).contains("is already the target; skipping"));
+        assert_is_build(&root, &b.specs[1]);
+    }
+}
+
+#[test]
+fn hostile_target_files_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    for bad in ["SYSTEM/../../evil", "/SYSTEM/abs", "SYSTEM/a/./b"] {
+        let p = d.path().join("bad.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+        w.start_file(bad, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, b"x").unwrap();
+        w.finish().unwrap();
+        let e = TargetFiles::open(&p).unwrap_err().to_string();
+        assert!(e.contains("is not a safe relative path"), "{bad}: {e}");
+    }
+    // A symlink in an unpacked target-files is read as a link, never followed.
+    let b = Builds::new();
+    let dir = b.path("t");
+    b.specs[0].write_dir(&dir).unwrap();
+    std::os::unix::fs::symlink("/etc", dir.join("SYSTEM/etc/hostlink")).unwrap();
+    let mut cfg = std::fs::read_to_string(dir.join("META/filesystem_config.txt")).unwrap();
+    cfg.push_str("system/etc/hostlink 0 0 777\n");
+    std::fs::write(dir.join("META/filesystem_config.txt"), cfg).unwrap();
+    let tf = TargetFiles::open(&dir).unwrap();
+    assert_eq!(
+        tf.trees[0].entries["system/etc/hostlink"],
+        RawNode::Symlink("/etc".into())
+    );
+    assert!(!tf.trees[0]
+        .entries
+        .keys()
+        .any(|k| k.starts_with("system/etc/hostlink/")));
+}
