@@ -149,6 +149,13 @@ pub fn apply(package: &Path, root: &Path, opts: ApplyOptions, log: &mut dyn Writ
     };
     let program = edify::parse(&script)?;
     fs::create_dir_all(root).map_err(io(format!("creating {}", root.display())))?;
+    // The script formats /system and /data: never against the host itself.
+    let real = fs::canonicalize(root).map_err(io(format!("resolving {}", root.display())))?;
+    if real == Path::new("/") {
+        return Err(AndroidError::Invalid(
+            "ROOT is the host's / : the simulator would format this machine's /system and /data; give it an empty directory".into(),
+        ));
+    }
     let props = match opts.props {
         Some(p) => p,
         None => match fs::read_to_string(root.join("system/build.prop")) {

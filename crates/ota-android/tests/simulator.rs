@@ -169,3 +169,25 @@ fn apply_patch_refuses_wrong_sources_and_keeps_the_file() {
     assert!(e.contains("apply_patch: patching /system/f"), "{e}");
     assert_eq!(std::fs::read(root.join("system/f")).unwrap(), old);
 }
+
+#[test]
+fn the_host_root_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let pkg = package(d.path(), "ui_print(\"hi\");", &[]);
+    let e = recovery::apply(
+        &pkg,
+        Path::new("/"),
+        ApplyOptions::default(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("ROOT is the host's /"), "{e}");
+    let e = recovery::apply(
+        &pkg,
+        Path::new("/tmp/../"),
+        ApplyOptions::default(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("ROOT is the host's /"), "{e}");
+}
