@@ -94,7 +94,7 @@ impl FsConfig {
                     _ => return Err(bad(format!("unknown field {kv:?}"))),
                 }
             }
-            if path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
+            if ota_delta::tree::check_rel_path(path).is_err() {
                 return Err(bad(format!(
                     "path {path:?} must be relative, without '..' or '//'"
                 )));

@@ -760,7 +760,9 @@ impl Host for Device<'_> {
                     if rel.is_empty() {
                         continue;
                     }
-                    if rel.split('/').any(|c| c == ".." || c == ".") || rel.starts_with('/') {
+                    if ota_delta::tree::check_rel_path(rel.strip_suffix('/').unwrap_or(rel))
+                        .is_err()
+                    {
                         return Err(fail(format!(
                             "{n}: package entry {name:?} is not a safe path"
                         )));

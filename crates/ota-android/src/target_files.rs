@@ -113,10 +113,9 @@ fn wanted(name: &str) -> bool {
 }
 
 fn check_name(name: &str, source: &Path) -> Result<()> {
-    let bad = name.starts_with('/')
-        || name.contains('\\')
-        || name.split('/').any(|c| c == ".." || c == ".")
-        || name.contains('\0');
+    // Directory entries end with '/'; otherwise the delta engine's rule.
+    let bad = ota_delta::tree::check_rel_path(name.strip_suffix('/').unwrap_or(name)).is_err()
+        || name.contains('\\');
     if bad {
         return Err(AndroidError::Invalid(format!(
             "{}: entry {name:?} is not a safe relative path",
