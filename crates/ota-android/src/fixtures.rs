@@ -516,73 +516,55 @@ impl Spec {
         )
     }
 
+    /// `name/…` entries from paths relative to the partition, with the
+    /// partition root and every parent directory; empty for no entries.
+    fn tree_of(name: &str, entries: &BTreeMap<String, RawNode>) -> BTreeMap<String, RawNode> {
+        let mut t: BTreeMap<String, RawNode> = entries
+            .iter()
+            .map(|(p, n)| (format!("{name}/{p}"), n.clone()))
+            .collect();
+        if !t.is_empty() {
+            crate::target_files::add_parents(&mut t);
+        }
+        t
+    }
+
+    /// Metadata for every entry of `tree`: [`Spec::meta`] or [`default_meta`].
+    fn config_of(&self, tree: &BTreeMap<String, RawNode>) -> FsConfig {
+        let mut c = FsConfig::default();
+        for (p, n) in tree {
+            let m = self
+                .meta
+                .get(p)
+                .cloned()
+                .unwrap_or_else(|| default_meta(p, n));
+            c.entries.insert(p.clone(), m);
+        }
+        c
+    }
+
     /// Every `SYSTEM/` entry as it ends up on the device (with build.prop
     /// and parent directories), by full path (`system/…`).
     pub fn system_tree(&self) -> BTreeMap<String, RawNode> {
-        let mut t = BTreeMap::new();
-        t.insert("system".to_string(), RawNode::Dir { mode: None });
         let mut all = self.system.clone();
         all.insert("build.prop".into(), file(self.build_prop().into_bytes()));
-        for (p, n) in all {
-            let full = format!("system/{p}");
-            let mut cur = full.as_str();
-            while let Some((parent, _)) = cur.rsplit_once('/') {
-                t.entry(parent.to_string())
-                    .or_insert(RawNode::Dir { mode: None });
-                cur = parent;
-            }
-            t.insert(full, n);
-        }
-        t
+        Self::tree_of("system", &all)
     }
 
     /// Every `VENDOR/` entry by full path (`vendor/…`); empty without a
     /// vendor partition.
     pub fn vendor_tree(&self) -> BTreeMap<String, RawNode> {
-        let mut t = BTreeMap::new();
-        if self.vendor.is_empty() {
-            return t;
-        }
-        t.insert("vendor".to_string(), RawNode::Dir { mode: None });
-        for (p, n) in &self.vendor {
-            let full = format!("vendor/{p}");
-            let mut cur = full.as_str();
-            while let Some((parent, _)) = cur.rsplit_once('/') {
-                t.entry(parent.to_string())
-                    .or_insert(RawNode::Dir { mode: None });
-                cur = parent;
-            }
-            t.insert(full, n.clone());
-        }
-        t
+        Self::tree_of("vendor", &self.vendor)
     }
 
     /// `META/vendor_filesystem_config.txt` for [`Spec::vendor_tree`].
     pub fn vendor_fs_config(&self) -> FsConfig {
-        let mut c = FsConfig::default();
-        for (p, n) in self.vendor_tree() {
-            let m = self
-                .meta
-                .get(&p)
-                .cloned()
-                .unwrap_or_else(|| default_meta(&p, &n));
-            c.entries.insert(p, m);
-        }
-        c
+        self.config_of(&self.vendor_tree())
     }
 
     /// `META/filesystem_config.txt` for [`Spec::system_tree`].
     pub fn fs_config(&self) -> FsConfig {
-        let mut c = FsConfig::default();
-        for (p, n) in self.system_tree() {
-            let m = self
-                .meta
-                .get(&p)
-                .cloned()
-                .unwrap_or_else(|| default_meta(&p, &n));
-            c.entries.insert(p, m);
-        }
-        c
+        self.config_of(&self.system_tree())
     }
 
     fn entries(&self) -> Vec<(String, RawNode)> {

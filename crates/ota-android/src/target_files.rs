@@ -269,6 +269,21 @@ fn file<'a>(raw: &'a Raw, name: &str) -> Option<&'a [u8]> {
     }
 }
 
+/// Adds the parent directories that a zip may leave implicit, so every
+/// entry's parent is listed (as in an unpacked tree).
+pub fn add_parents(entries: &mut BTreeMap<String, RawNode>) {
+    let paths: Vec<String> = entries.keys().cloned().collect();
+    for p in paths {
+        let mut cur = p.as_str();
+        while let Some((parent, _)) = cur.rsplit_once('/') {
+            entries
+                .entry(parent.to_string())
+                .or_insert(RawNode::Dir { mode: None });
+            cur = parent;
+        }
+    }
+}
+
 /// Collects one partition's entries (`SYSTEM/…` → `system/…`), adding the
 /// parent directories a zip may leave implicit.
 fn tree(raw: &Raw, prefix: &str, name: &str) -> Option<Tree> {
@@ -283,16 +298,7 @@ fn tree(raw: &Raw, prefix: &str, name: &str) -> Option<Tree> {
     if entries.is_empty() && !raw.contains_key(prefix) {
         return None;
     }
-    let paths: Vec<String> = entries.keys().cloned().collect();
-    for p in paths {
-        let mut cur = p.as_str();
-        while let Some((parent, _)) = cur.rsplit_once('/') {
-            entries
-                .entry(parent.to_string())
-                .or_insert(RawNode::Dir { mode: None });
-            cur = parent;
-        }
-    }
+    add_parents(&mut entries);
     entries.insert(name.to_string(), RawNode::Dir { mode: None });
     Some(Tree {
         name: name.to_string(),
@@ -333,17 +339,8 @@ fn bootable(
         .take_while(|(p, _)| p.starts_with(&pre))
         .map(|(p, n)| (p[pre.len()..].to_string(), n.clone()))
         .collect();
-    // A zip may leave directories implicit; the archive lists them all.
-    let paths: Vec<String> = ramdisk.keys().cloned().collect();
-    for p in paths {
-        let mut cur = p.as_str();
-        while let Some((parent, _)) = cur.rsplit_once('/') {
-            ramdisk
-                .entry(parent.to_string())
-                .or_insert(RawNode::Dir { mode: None });
-            cur = parent;
-        }
-    }
+    // The cpio archive lists every directory.
+    add_parents(&mut ramdisk);
     let parts = BootParts {
         kernel,
         second: file(raw, &format!("{dir}/second")),
