@@ -161,27 +161,20 @@ pub fn write_incremental(
     let boot = match (&source.boot_image, &target.boot_image) {
         (Some(s), Some(t)) if s != t => {
             let p = target.fstab.get("/boot")?;
+            let (s_sha, t_sha) = (sha1_hex(s), sha1_hex(t));
             let spec = format!(
-                "{}:{}:{}:{}:{}:{}",
+                "{}:{}:{}:{s_sha}:{}:{t_sha}",
                 p.partition_type()?,
                 p.device,
                 s.len(),
-                sha1_hex(s),
                 t.len(),
-                sha1_hex(t)
             );
             let patch = bsdiff(s, t, threads)?;
             zip.add("patch/boot.img.p", &patch, 0o644)?;
             report
                 .patched
                 .push(("boot.img".into(), patch.len() as u64, t.len() as u64));
-            Some((
-                spec,
-                s.len() as u64,
-                t.len() as u64,
-                sha1_hex(s),
-                sha1_hex(t),
-            ))
+            Some((spec, s.len() as u64, t.len() as u64, s_sha, t_sha))
         }
         (None, Some(_)) => {
             report

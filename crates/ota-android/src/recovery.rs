@@ -298,15 +298,9 @@ impl Device<'_> {
     fn host(&self, func: &str, path: &str, follow_last: bool) -> Result<(String, PathBuf)> {
         let dev = self.resolve(func, path, follow_last)?;
         let ok = ["/tmp", "/cache"]
-            .iter()
-            .chain(
-                self.mounted
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .any(|m| dev == *m || dev.starts_with(&format!("{m}/")));
+            .into_iter()
+            .chain(self.mounted.iter().map(String::as_str))
+            .any(|m| dev == m || dev.starts_with(&format!("{m}/")));
         if !ok {
             return Err(fail(format!(
                 "{func}: {path} is not on a mounted partition (mounted: {})",
@@ -542,20 +536,31 @@ impl Device<'_> {
             patches.push((sha, p));
         }
         let is_partition = src.starts_with("MTD:") || src.starts_with("EMMC:");
+        // Each side is read and hashed once (they are one file with "-").
+        let hashed = |d: Vec<u8>| {
+            let s = sha1_hex(&d);
+            (d, s)
+        };
+        let current = self.load(F, &tgt).ok().map(hashed);
         // Already patched (an interrupted install being retried)?
-        if let Ok(cur) = self.load(F, &tgt) {
-            if sha1_hex(&cur) == tgt_sha1 {
-                writeln!(self.log, "\"{tgt}\" is already the target; skipping").ok();
-                return Ok(Value::t());
-            }
+        if current.as_ref().is_some_and(|(_, s)| *s == tgt_sha1) {
+            writeln!(self.log, "\"{tgt}\" is already the target; skipping").ok();
+            return Ok(Value::t());
         }
-        let mut source = self.load(F, &src).ok();
+        let source = if tgt == src {
+            current
+        } else {
+            self.load(F, &src).ok().map(hashed)
+        };
         let mut from_cache = false;
         let matching = |data: &[u8]| {
             let s = sha1_hex(data);
             patches.iter().position(|(sha, _)| *sha == s)
         };
-        let mut which = source.as_deref().and_then(matching);
+        let mut which = source
+            .as_ref()
+            .and_then(|(_, s)| patches.iter().position(|(sha, _)| sha == s));
+        let mut source = source.map(|(d, _)| d);
         if which.is_none() {
             // The source may have been lost mid-patch: use the saved copy.
             if let Ok(saved) = fs::read(self.root.join(SAVED_FILE.trim_start_matches('/'))) {
