@@ -89,13 +89,19 @@ impl PackageWriter {
         })
     }
 
-    /// Adds one entry with Unix permissions `perms`.
-    pub fn add(&mut self, name: &str, data: &[u8], perms: u32) -> Result<()> {
+    /// Records `name`, refusing a second entry of the same name.
+    fn claim(&mut self, name: &str) -> Result<()> {
         if !self.names.insert(name.to_string()) {
             return Err(AndroidError::Invalid(format!(
                 "{name} would be written twice to the package"
             )));
         }
+        Ok(())
+    }
+
+    /// Adds one entry with Unix permissions `perms`.
+    pub fn add(&mut self, name: &str, data: &[u8], perms: u32) -> Result<()> {
+        self.claim(name)?;
         let opts = entry_options(data.len(), perms)?;
         let ctx = || format!("writing {name} to the package");
         self.zip.start_file(name, opts).map_err(zip_err(ctx()))?;
@@ -112,11 +118,7 @@ impl PackageWriter {
         use rayon::prelude::*;
         const BATCH: usize = 64 << 20;
         for (name, _, _) in entries {
-            if !self.names.insert(name.to_string()) {
-                return Err(AndroidError::Invalid(format!(
-                    "{name} would be written twice to the package"
-                )));
-            }
+            self.claim(name)?;
         }
         let alg = self.digests.as_ref().map(|(a, _)| *a);
         let mut start = 0;
