@@ -48,6 +48,14 @@ fn snapshot(root: &Path) -> BTreeMap<String, (char, Vec<u8>, u32)> {
     out
 }
 
+/// One entry of a package, as text.
+fn entry_text(pkg: &Path, name: &str) -> String {
+    let mut z = zip::ZipArchive::new(std::fs::File::open(pkg).unwrap()).unwrap();
+    let mut s = String::new();
+    z.by_name(name).unwrap().read_to_string(&mut s).unwrap();
+    s
+}
+
 struct Builds {
     dir: tempfile::TempDir,
     specs: Vec<Spec>,
@@ -172,11 +180,10 @@ fn full_package_installs_build_exactly() {
     assert_eq!(Some(boot), b.tf(1).boot_image);
     // The script has the reference's shape.
     let mut z = zip::ZipArchive::new(std::fs::File::open(b.path("full-v1.zip")).unwrap()).unwrap();
-    let mut script = String::new();
-    z.by_name("META-INF/com/google/android/updater-script")
-        .unwrap()
-        .read_to_string(&mut script)
-        .unwrap();
+    let script = entry_text(
+        &b.path("full-v1.zip"),
+        "META-INF/com/google/android/updater-script",
+    );
     let first: Vec<&str> = script.lines().take(6).collect();
     assert!(first[0].starts_with("(!less_than_int(1400000000, getprop(\"ro.build.date.utc\"))) || abort(\"Can't install this package (Tue May 13 1400000000) over newer build (\""), "{}", first[0]);
     assert!(first[1].starts_with("getprop(\"ro.product.device\") == \"hammerhead\" || abort("));
@@ -192,11 +199,7 @@ fn full_package_installs_build_exactly() {
         "package_extract_file(\"boot.img\", \"/dev/block/platform/msm_sdcc.1/by-name/boot\");"
     ));
     assert!(script.trim_end().ends_with("unmount(\"/system\");"));
-    let mut meta = String::new();
-    z.by_name("META-INF/com/android/metadata")
-        .unwrap()
-        .read_to_string(&mut meta)
-        .unwrap();
+    let meta = entry_text(&b.path("full-v1.zip"), "META-INF/com/android/metadata");
     assert_eq!(meta, format!("ota-type=FILE\npost-build={}\npost-build-incremental=eng.1001\npost-timestamp=1400000000\npre-device=hammerhead\n", b.specs[0].fingerprint));
     let ub = z
         .by_name("META-INF/com/google/android/update-binary")
@@ -381,6 +384,25 @@ fn openssl(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// Whether `openssl cms -verify` accepts the detached PKCS#7 `sig` over
+/// `content`, with `cert` as the trusted certificate.
+fn cms_verify(sig: &Path, content: &Path, cert: &Path) -> bool {
+    let (sig, content, cert) = (
+        sig.to_str().unwrap(),
+        content.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    );
+    Command::new("openssl")
+        .args([
+            "cms", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", content,
+        ])
+        .args(["-CAfile", cert, "-purpose", "any", "-out", "/dev/null"])
+        .output()
+        .expect("openssl (apt install openssl)")
+        .status
+        .success()
+}
+
 /// Base64 of the SHA-256 of `data`, computed by openssl.
 fn openssl_b64_sha256(b: &Builds, data: &[u8]) -> String {
     let p = b.path("digest-input");
@@ -455,25 +477,10 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
     let (content, sig) = (b.path("content"), b.path("sig.der"));
     std::fs::write(&content, &all[..signed_len as usize]).unwrap();
     std::fs::write(&sig, &pkcs7).unwrap();
-    let sig_s = sig.to_str().unwrap();
-    let content_s = content.to_str().unwrap();
-    openssl(&[
-        "cms",
-        "-verify",
-        "-binary",
-        "-inform",
-        "DER",
-        "-in",
-        sig_s,
-        "-content",
-        content_s,
-        "-CAfile",
-        cs,
-        "-purpose",
-        "any",
-        "-out",
-        "/dev/null",
-    ]);
+    assert!(
+        cms_verify(&sig, &content, &cert),
+        "openssl refused the whole-file signature"
+    );
     // The comment starts with signapk's message and the footer is ff ff.
     let n = all.len();
     assert_eq!(&all[n - 4..n - 2], &[0xff, 0xff]);
@@ -502,23 +509,10 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
     let (sf_path, rsa_path) = (b.path("CERT.SF"), b.path("CERT.RSA"));
     std::fs::write(&sf_path, &sf).unwrap();
     std::fs::write(&rsa_path, &rsa).unwrap();
-    openssl(&[
-        "cms",
-        "-verify",
-        "-binary",
-        "-inform",
-        "DER",
-        "-in",
-        rsa_path.to_str().unwrap(),
-        "-content",
-        sf_path.to_str().unwrap(),
-        "-CAfile",
-        cs,
-        "-purpose",
-        "any",
-        "-out",
-        "/dev/null",
-    ]);
+    assert!(
+        cms_verify(&rsa_path, &sf_path, &cert),
+        "openssl refused CERT.RSA"
+    );
     let manifest = String::from_utf8(manifest).unwrap();
     let b64 = openssl_b64_sha256(&b, &script);
     assert!(
@@ -538,27 +532,8 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
     let e = sign::verify(&tampered, &cert).unwrap_err().to_string();
     assert!(e.contains("signature verification failed"), "{e}");
     std::fs::write(&content, &bad[..signed_len as usize]).unwrap();
-    let st = Command::new("openssl")
-        .args([
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            sig_s,
-            "-content",
-            content_s,
-            "-CAfile",
-            cs,
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ])
-        .output()
-        .unwrap();
-    assert!(!st.status.success());
+    let accepted = cms_verify(&sig, &content, &cert);
+    assert!(!accepted, "openssl accepted a tampered package");
     // Another key's certificate: refused.
     let (k2, c2) = (b.path("k2.pem"), b.path("c2.pem"));
     openssl(&[
@@ -640,15 +615,7 @@ fn fstab_v1_mtd_boot_and_set_perm() {
     let (full_pkg, inc_pkg) = (dir.path().join("full.zip"), dir.path().join("inc.zip"));
     full::write_full(&tf[0], &full_pkg, &BuildOptions::default()).unwrap();
     incremental::write_incremental(&tf[0], &tf[1], &inc_pkg, &BuildOptions::default()).unwrap();
-    let script = |p: &Path| {
-        let mut z = zip::ZipArchive::new(std::fs::File::open(p).unwrap()).unwrap();
-        let mut s = String::new();
-        z.by_name("META-INF/com/google/android/updater-script")
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    };
+    let script = |p: &Path| entry_text(p, "META-INF/com/google/android/updater-script");
     let fs = script(&full_pkg);
     assert!(
         fs.contains("write_raw_image(package_extract_file(\"boot.img\"), \"boot\");"),
@@ -720,12 +687,7 @@ fn wipe_no_prereq_and_extra_script() {
     assert!(String::from_utf8_lossy(&log).contains("extra step ran"));
     assert!(!root.join("data/app").exists(), "/data must be wiped");
     assert_is_build(&root, &b.specs[0]);
-    let mut z = zip::ZipArchive::new(std::fs::File::open(&pkg).unwrap()).unwrap();
-    let mut meta = String::new();
-    z.by_name("META-INF/com/android/metadata")
-        .unwrap()
-        .read_to_string(&mut meta)
-        .unwrap();
+    let meta = entry_text(&pkg, "META-INF/com/android/metadata");
     assert!(meta.contains("ota-wipe=yes\n"));
     // With the older-build check, a device on a newer build refuses.
     let checked = b.path("checked.zip");
