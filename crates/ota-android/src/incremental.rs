@@ -64,8 +64,8 @@ pub fn write_incremental(
     if opts.wipe_user_data {
         metadata.insert("ota-wipe".into(), "yes".into());
     }
-    let src_ts: i64 = source.prop("ro.build.date.utc")?.parse().unwrap_or(0);
-    let tgt_ts: i64 = target.prop("ro.build.date.utc")?.parse().unwrap_or(0);
+    let src_ts = package::build_timestamp(source)?;
+    let tgt_ts = package::build_timestamp(target)?;
     if tgt_ts < src_ts {
         metadata.insert("ota-downgrade".into(), "yes".into());
     }

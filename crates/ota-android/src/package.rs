@@ -246,6 +246,18 @@ fn entry_options(len: usize, perms: u32) -> Result<SimpleFileOptions> {
         .large_file(len as u64 >= u32::MAX as u64))
 }
 
+/// `ro.build.date.utc`, which must be a number (scripts compare it with
+/// `less_than_int`, metadata and downgrade checks order builds by it).
+pub fn build_timestamp(t: &TargetFiles) -> Result<i64> {
+    let v = t.prop("ro.build.date.utc")?;
+    v.parse().map_err(|_| {
+        AndroidError::Invalid(format!(
+            "SYSTEM/build.prop of {}: ro.build.date.utc={v:?} is not a number",
+            t.source.display()
+        ))
+    })
+}
+
 /// The metadata keys of the build's own side (`post-*`), plus `ota-type`.
 pub fn base_metadata(target: &TargetFiles) -> Result<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
@@ -255,7 +267,7 @@ pub fn base_metadata(target: &TargetFiles) -> Result<BTreeMap<String, String>> {
     );
     m.insert(
         "post-timestamp".into(),
-        target.prop("ro.build.date.utc")?.to_string(),
+        build_timestamp(target)?.to_string(),
     );
     if let Some(inc) = target.build_prop.get("ro.build.version.incremental") {
         m.insert("post-build-incremental".into(), inc.to_string());

@@ -908,3 +908,28 @@ fn hostile_target_files_are_refused() {
         .keys()
         .any(|k| k.starts_with("system/etc/hostlink/")));
 }
+
+#[test]
+fn a_non_numeric_build_date_is_refused() {
+    let b = Builds::new();
+    let dir = b.path("t");
+    b.specs[1].write_dir(&dir).unwrap();
+    let bp = dir.join("SYSTEM/build.prop");
+    let text = std::fs::read_to_string(&bp).unwrap().replace(
+        "ro.build.date.utc=1400100000",
+        "ro.build.date.utc=yesterday",
+    );
+    std::fs::write(&bp, text).unwrap();
+    let tf = TargetFiles::open(&dir).unwrap();
+    for r in [
+        full::write_full(&tf, &b.path("f.zip"), &BuildOptions::default()),
+        incremental::write_incremental(&b.tf(1), &tf, &b.path("i.zip"), &BuildOptions::default()),
+    ] {
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("ro.build.date.utc=\"yesterday\" is not a number"),
+            "{e}"
+        );
+    }
+    assert!(!b.path("f.zip").exists() && !b.path("i.zip").exists());
+}
