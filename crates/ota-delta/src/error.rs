@@ -5,8 +5,10 @@ use std::path::PathBuf;
 /// Everything that can go wrong making or applying a delta.
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {
-    /// A file system error, with what was being done.
-    #[error("{context}: {source}")]
+    /// A file system error, with what was being done. The OS error is the
+    /// [`source`](std::error::Error::source), not part of the message, so a
+    /// chain printer (`anyhow`'s `{:#}`) shows it once.
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -40,6 +42,9 @@ pub enum DeltaError {
     /// The patch's magic is not one we know.
     #[error("unknown patch format (magic {0:?}); expected OTADIFF1, BSDIFF40 or OTATREE1")]
     UnknownFormat(String),
+    /// A combination of inputs or options the engine does not support.
+    #[error("{0}")]
+    Unsupported(String),
     /// Inputs over the supported size.
     #[error("{0}")]
     TooLarge(String),

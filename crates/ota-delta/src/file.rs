@@ -1,6 +1,7 @@
 //! Whole-file diff and patch: format choice, hashing, memory maps, and the
 //! write-to-temporary-then-rename discipline.
 
+use crate::dirfd::{Dir, TempFile};
 use crate::error::{DeltaError, Result};
 use crate::format::{self, Codec, Header, HEADER_LEN};
 use crate::matcher::{self, SuffixArray};
@@ -8,7 +9,8 @@ use crate::{bsdiff40, tree};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 /// Which patch format to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +168,11 @@ impl Mapped {
     pub fn open(path: &Path) -> Result<Self> {
         let f = File::open(path)
             .map_err(|e| DeltaError::io(format!("opening {}", path.display()), e))?;
+        Self::from_file(&f, path)
+    }
+
+    /// Maps an open file (`path` names it in messages).
+    pub fn from_file(f: &File, path: &Path) -> Result<Self> {
         let len = f
             .metadata()
             .map_err(|e| DeltaError::io(format!("reading {}", path.display()), e))?
@@ -175,7 +182,7 @@ impl Mapped {
         }
         // SAFETY: the map is read-only; a file changed underneath by another
         // process can give wrong bytes, which the hashes then catch.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&f) }
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(f) }
             .map_err(|e| DeltaError::io(format!("mapping {}", path.display()), e))?;
         Ok(Mapped { map: Some(map) })
     }
@@ -186,73 +193,205 @@ impl Mapped {
     }
 }
 
-/// Creates a temporary file beside `dest` (same file system, for the rename).
-pub(crate) fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".ota-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| DeltaError::io(format!("creating a temporary file in {}", dir.display()), e))
+/// The mode a file this process creates for a user gets: `0666 & !umask`,
+/// as `open(2)` would give it. The umask is read once per process: from
+/// /proc where it is shown (Linux ≥ 4.7), which leaves it alone; elsewhere
+/// by setting 077 and restoring it, so a file another thread creates in
+/// that instant can only come out more private, never less.
+pub fn output_mode() -> u32 {
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| 0o666 & !current_umask())
+}
+
+fn current_umask() -> u32 {
+    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(v) = s.lines().find_map(|l| l.strip_prefix("Umask:")) {
+            if let Ok(m) = u32::from_str_radix(v.trim(), 8) {
+                return m & 0o777;
+            }
+        }
+    }
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    rustix::process::umask(old);
+    old.bits() & 0o777
+}
+
+/// Gives an output file (a patch, a package) the mode a new file would
+/// have, [`output_mode`]: temporary files are created 0600 and a rename
+/// keeps that, which left outputs unreadable to anyone else. Set on the
+/// open handle (`fchmod`), never by path.
+pub fn set_output_permissions(f: &File) -> std::io::Result<()> {
+    f.set_permissions(std::fs::Permissions::from_mode(output_mode()))
+}
+
+/// An output being written: a temporary file with a random name in the
+/// destination's directory (created by handle, `O_EXCL|O_NOFOLLOW`),
+/// renamed over the destination only when complete (replacing a symlink
+/// there, never writing through it), and removed if dropped before.
+pub(crate) struct Output {
+    tmp: TempFile,
+    name: std::ffi::OsString,
+    dest: PathBuf,
+}
+
+impl Output {
+    /// Starts writing `dest`.
+    pub(crate) fn create(dest: &Path) -> Result<Output> {
+        let ctx = || format!("creating {}", dest.display());
+        let (dir, name) = Dir::parent_of(dest).map_err(|e| DeltaError::io(ctx(), e))?;
+        let tmp = dir
+            .temp_file(".ota-tmp-")
+            .map_err(|e| DeltaError::io(ctx(), e))?;
+        Ok(Output {
+            tmp,
+            name,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    /// The open temporary file.
+    pub(crate) fn file(&self) -> &File {
+        self.tmp.file()
+    }
+
+    /// Finishes a new file (a patch): mode [`output_mode`], then renamed in.
+    pub(crate) fn finish_new(self, sync: bool) -> Result<()> {
+        self.finish_with_mode(output_mode(), sync)
+    }
+
+    /// Sets `mode` on the handle, fsyncs (with `sync`) and renames into place.
+    pub(crate) fn finish_with_mode(self, mode: u32, sync: bool) -> Result<()> {
+        let dest = self.dest.clone();
+        self.file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| DeltaError::io(format!("setting the mode of {}", dest.display()), e))?;
+        self.tmp
+            .persist(&self.name, sync)
+            .map_err(|e| DeltaError::io(format!("renaming into {}", dest.display()), e))
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tmp.flush()
+    }
 }
 
 /// Diffs two files into a patch file (written whole or not at all).
 pub fn diff_files(old: &Path, new: &Path, patch: &Path, opts: &DiffOptions) -> Result<()> {
     let (o, n) = (Mapped::open(old)?, Mapped::open(new)?);
-    let tmp = temp_beside(patch)?;
-    let mut w = BufWriter::with_capacity(1 << 20, tmp);
+    let out = Output::create(patch)?;
+    let mut w = BufWriter::with_capacity(1 << 20, out);
     diff_bytes(o.bytes(), n.bytes(), opts, &mut w)?;
-    let tmp = w
+    let out = w
         .into_inner()
-        .map_err(|e| DeltaError::io("writing the patch", e.into_error()))?;
-    persist(tmp, patch, true)
+        .map_err(|e| DeltaError::io(format!("writing {}", patch.display()), e.into_error()))?;
+    out.finish_new(true)
+}
+
+/// Checks and settings of [`patch_file_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct PatchOptions {
+    /// fsync the result before the rename (leave it off only when the
+    /// caller syncs).
+    pub sync: bool,
+    /// SHA-256 the old file must have, checked before anything is written
+    /// (`ota patch --old-sha256`).
+    pub old_sha256: Option<[u8; 32]>,
+    /// SHA-256 the result must have, checked before it is renamed into
+    /// place (`ota patch --expect-sha256`). `BSDIFF40` carries no hash, so
+    /// for it this is the only check of the result.
+    pub new_sha256: Option<[u8; 32]>,
+}
+
+impl Default for PatchOptions {
+    fn default() -> Self {
+        PatchOptions {
+            sync: true,
+            old_sha256: None,
+            new_sha256: None,
+        }
+    }
 }
 
 /// Applies a patch file to `old`, writing `new` only if the result verifies.
 /// The new file gets the old file's permissions. With `sync`, the result is
 /// fsynced before the rename (leave it off only when the caller syncs).
+/// See [`patch_file_with`] for expected hashes.
+pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Format> {
+    patch_file_with(
+        old,
+        patch,
+        new,
+        &PatchOptions {
+            sync,
+            ..PatchOptions::default()
+        },
+    )
+}
+
+/// Applies a patch file to `old`, writing `new` only if the result verifies
+/// and matches the hashes `opts` expects (nothing is written otherwise).
+/// The new file gets the old file's permissions.
 ///
 /// For `OTADIFF1` the old file is hashed on a second thread while the patch
 /// is decoded into a temporary file; a wrong source still leaves nothing at
 /// `new`.
-pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Format> {
+pub fn patch_file_with(
+    old: &Path,
+    patch: &Path,
+    new: &Path,
+    opts: &PatchOptions,
+) -> Result<Format> {
+    let sync = opts.sync;
     let o = Mapped::open(old)?;
     let p =
         File::open(patch).map_err(|e| DeltaError::io(format!("opening {}", patch.display()), e))?;
     let mut reader = BufReader::with_capacity(1 << 20, p);
     let mut h = [0u8; HEADER_LEN];
     let n = read_up_to(&mut reader, &mut h)?;
-    let tmp = temp_beside(new)?;
-    let mut w = BufWriter::with_capacity(1 << 20, tmp);
     if n == HEADER_LEN && &h[..8] == format::MAGIC {
         let header = Header::parse(&h)?;
+        // Hashes the caller expects must be the ones the patch carries.
+        if let Some(want) = opts.old_sha256.filter(|w| *w != header.old_sha256) {
+            return Err(DeltaError::WrongSource {
+                what: "the old file (as --old-sha256 says)".into(),
+                expected: hex(&want),
+                actual: format!("a patch made for {}", hex(&header.old_sha256)),
+            });
+        }
+        if let Some(want) = opts.new_sha256.filter(|w| *w != header.new_sha256) {
+            return Err(DeltaError::WrongResult {
+                what: "the new file (as --expect-sha256 says)".into(),
+                expected: hex(&want),
+                actual: format!("{}, what the patch produces", hex(&header.new_sha256)),
+            });
+        }
         let old_bytes = o.bytes();
         if old_bytes.len() as u64 != header.old_size {
             check_source(&header, old_bytes)?;
         }
+        let file = Output::create(new)?;
+        let werr = |e| DeltaError::io(format!("writing {}", new.display()), e);
         // Three stages on two cores: this thread decodes; one thread hashes
         // OLD; one hashes NEW and writes it (groups handed over by channel).
-        let file = w
-            .into_inner()
-            .map_err(|e| DeltaError::io("writing the result", e.into_error()))?;
         let (old_hash, decoded, written) = std::thread::scope(|s| {
             let hasher = s.spawn(|| sha256(old_bytes));
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
             let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-            let writer = s.spawn(
-                move || -> std::io::Result<(tempfile::NamedTempFile, [u8; 32])> {
-                    let mut file = file;
-                    let mut h = Sha256::new();
-                    for buf in rx {
-                        h.update(&buf);
-                        file.write_all(&buf)?;
-                        let _ = spare_tx.send(buf);
-                    }
-                    Ok((file, h.finalize().into()))
-                },
-            );
+            let writer = s.spawn(move || -> std::io::Result<(Output, [u8; 32])> {
+                let mut file = file;
+                let mut h = Sha256::new();
+                for buf in rx {
+                    h.update(&buf);
+                    file.write_all(&buf)?;
+                    let _ = spare_tx.send(buf);
+                }
+                Ok((file, h.finalize().into()))
+            });
             let mut pipe = Pipe {
                 tx: Some(tx),
                 spare: spare_rx,
@@ -270,9 +409,9 @@ pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Fo
             });
         }
         decoded?;
-        let (tmp, got) = written
+        let (file, got) = written
             .map_err(|_| DeltaError::corrupt("writer thread failed"))?
-            .map_err(|e| DeltaError::io("writing the result", e))?;
+            .map_err(werr)?;
         if got != header.new_sha256 {
             return Err(DeltaError::WrongResult {
                 what: "the new file".into(),
@@ -280,23 +419,65 @@ pub fn patch_file(old: &Path, patch: &Path, new: &Path, sync: bool) -> Result<Fo
                 actual: hex(&got),
             });
         }
-        finish(tmp, old, new, sync)?;
+        finish(file, old, sync)?;
         return Ok(Format::Otadiff);
     }
+    // Other formats carry no hash of OLD: check the caller's before writing.
+    if let Some(want) = opts.old_sha256 {
+        let got = sha256(o.bytes());
+        if got != want {
+            return Err(DeltaError::WrongSource {
+                what: "the old file (as --old-sha256 says)".into(),
+                expected: hex(&want),
+                actual: hex(&got),
+            });
+        }
+    }
+    let out = Output::create(new)?;
+    let mut w = Hashing {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        hash: Sha256::new(),
+    };
     let format = patch_bytes(o.bytes(), (&h[..n]).chain(reader), &mut w)?;
-    let tmp = w
+    let got: [u8; 32] = w.hash.finalize().into();
+    if let Some(want) = opts.new_sha256.filter(|w| *w != got) {
+        return Err(DeltaError::WrongResult {
+            what: "the new file (as --expect-sha256 says)".into(),
+            expected: hex(&want),
+            actual: hex(&got),
+        });
+    }
+    let out = w
+        .inner
         .into_inner()
-        .map_err(|e| DeltaError::io("writing the result", e.into_error()))?;
-    finish(tmp, old, new, sync)?;
+        .map_err(|e| DeltaError::io(format!("writing {}", new.display()), e.into_error()))?;
+    finish(out, old, sync)?;
     Ok(format)
 }
 
-/// Gives the result the old file's permissions and renames it into place.
-fn finish(tmp: tempfile::NamedTempFile, old: &Path, new: &Path, sync: bool) -> Result<()> {
-    if let Ok(meta) = std::fs::metadata(old) {
-        let _ = tmp.as_file().set_permissions(meta.permissions());
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
-    persist(tmp, new, sync)
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Gives the result the old file's permissions and renames it into place.
+fn finish(out: Output, old: &Path, sync: bool) -> Result<()> {
+    let mode = std::fs::metadata(old)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or_else(|_| output_mode());
+    out.finish_with_mode(mode, sync)
 }
 
 /// Hands decoded groups to the writer thread and takes its used buffers
@@ -331,18 +512,6 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// fsyncs and renames a finished temporary file into place.
-pub(crate) fn persist(tmp: tempfile::NamedTempFile, dest: &Path, sync: bool) -> Result<()> {
-    if sync {
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| DeltaError::io(format!("syncing {}", dest.display()), e))?;
-    }
-    tmp.persist(dest)
-        .map_err(|e| DeltaError::io(format!("renaming into {}", dest.display()), e.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

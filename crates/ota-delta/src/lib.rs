@@ -7,6 +7,7 @@
 //! - [`tree`]: directory trees, forward and reverse.
 
 pub mod bsdiff40;
+mod dirfd;
 pub mod error;
 pub mod file;
 pub mod format;
@@ -15,4 +16,7 @@ pub mod tree;
 mod varint;
 
 pub use error::{DeltaError, Result};
-pub use file::{diff_bytes, diff_files, patch_bytes, patch_file, DiffOptions, Format};
+pub use file::{
+    diff_bytes, diff_files, output_mode, patch_bytes, patch_file, patch_file_with,
+    set_output_permissions, DiffOptions, Format, PatchOptions,
+};
