@@ -128,6 +128,19 @@ impl Fstab {
         Ok(Fstab { partitions })
     }
 
+    /// Parses an fstab of either version: v2 when the first entry's second
+    /// field is a path (`<device> <mount_point> …`), v1 otherwise
+    /// (`<mount_point> <fs_type> …`).
+    pub fn parse_any(text: &str, file: &str) -> Result<Fstab> {
+        let v2 = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .is_some_and(|f| f.starts_with('/'));
+        Fstab::parse(text, if v2 { 2 } else { 1 }, file)
+    }
+
     /// The partition mounted at `mount_point`, or an error naming it.
     pub fn get(&self, mount_point: &str) -> Result<&Partition> {
         self.partitions.get(mount_point).ok_or_else(|| {
@@ -155,6 +168,8 @@ mod tests {
         assert_eq!(f.partitions.len(), 2);
         assert_eq!(f.get("/data").unwrap().length, -16384);
         assert!(f.get("/storage/sdcard1").is_err());
+        assert_eq!(Fstab::parse_any(v1, "f").unwrap().partitions.len(), 4);
+        assert_eq!(Fstab::parse_any(v2, "f").unwrap(), f);
     }
 
     #[test]

@@ -89,8 +89,16 @@ impl Builds {
         )
         .unwrap();
         let mut log = Vec::new();
-        recovery::apply(&out, root, ApplyOptions { props: Some(props) }, &mut log)
-            .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)));
+        recovery::apply(
+            &out,
+            root,
+            ApplyOptions {
+                props: Some(props),
+                ..Default::default()
+            },
+            &mut log,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&log)));
     }
 }
 
@@ -638,7 +646,10 @@ fn fstab_v1_mtd_boot_and_set_perm() {
     recovery::apply(
         &full_pkg,
         &root,
-        ApplyOptions { props: Some(props) },
+        ApplyOptions {
+            props: Some(props),
+            ..Default::default()
+        },
         &mut Vec::new(),
     )
     .unwrap();
@@ -680,6 +691,7 @@ fn wipe_no_prereq_and_extra_script() {
         &root,
         ApplyOptions {
             props: Some(props.clone()),
+            ..Default::default()
         },
         &mut log,
     )
@@ -695,7 +707,10 @@ fn wipe_no_prereq_and_extra_script() {
     let e = recovery::apply(
         &checked,
         &b.path("r2"),
-        ApplyOptions { props: Some(props) },
+        ApplyOptions {
+            props: Some(props),
+            ..Default::default()
+        },
         &mut Vec::new(),
     )
     .unwrap_err();
@@ -782,6 +797,7 @@ fn vendor_partition_full_and_incremental() {
     for (pkg, spec) in [(&full_pkg, &specs[0]), (&inc_pkg, &specs[1])] {
         let opts = ApplyOptions {
             props: Some(props.clone()),
+            ..Default::default()
         };
         recovery::apply(pkg, &root, opts, &mut Vec::new()).unwrap();
         assert_is_build(&root, spec);

@@ -191,3 +191,85 @@ fn the_host_root_is_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("ROOT is the host's /"), "{e}");
 }
+
+#[test]
+fn mount_points_come_from_the_fstab() {
+    let d = tempfile::tempdir().unwrap();
+    // The default fstab: the usual partitions, nothing else.
+    let e = run(
+        d.path(),
+        "mount(\"ext4\", \"EMMC\", \"/dev/block/x\", \"/mnt/x\");",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("/mnt/x is not a mount point of the fstab (known: /cache, /data"),
+        "{e}"
+    );
+    let e = run(
+        d.path(),
+        "format(\"ext4\", \"EMMC\", \"/dev/block/x\", \"0\", \"/\");",
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.contains("/ is not a mount point of the fstab"), "{e}");
+    // A device's own fstab (v2 here) replaces the default.
+    let fstab = ota_android::fstab::Fstab::parse_any(
+        "/dev/block/by-name/system /system_root ext4 ro wait\n",
+        "recovery.fstab",
+    )
+    .unwrap();
+    let pkg = package(
+        d.path(),
+        "mount(\"ext4\", \"EMMC\", \"/dev/block/by-name/system\", \"/system_root\");\n\
+         package_extract_file(\"f\", \"/system_root/x\");\n\
+         mount(\"ext4\", \"EMMC\", \"/dev/block/by-name/system\", \"/system\");",
+        &[("f", b"x")],
+    );
+    let root = d.path().join("root");
+    let opts = ApplyOptions {
+        fstab: Some(fstab),
+        ..Default::default()
+    };
+    let e = recovery::apply(&pkg, &root, opts, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/system is not a mount point of the fstab (known: /system_root)"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(root.join("system_root/x")).unwrap(), b"x");
+}
+
+#[test]
+fn partitions_stay_under_dev() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("dev/block/by-name")).unwrap();
+    std::fs::create_dir_all(root.join("system")).unwrap();
+    // A by-name link to another device node is followed...
+    std::os::unix::fs::symlink("../mmcblk0p5", root.join("dev/block/by-name/boot")).unwrap();
+    run(
+        d.path(),
+        "package_extract_file(\"f\", \"/dev/block/by-name/boot\");",
+        &[("f", b"boot")],
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(root.join("dev/block/mmcblk0p5")).unwrap(),
+        b"boot"
+    );
+    // ...one that leaves /dev is not, even inside ROOT.
+    std::os::unix::fs::symlink("/system/bin/sh", root.join("dev/block/by-name/recovery")).unwrap();
+    let e = run(
+        d.path(),
+        "package_extract_file(\"f\", \"/dev/block/by-name/recovery\");",
+        &[("f", b"r")],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("partition /dev/block/by-name/recovery leads to /system/bin/sh, outside /dev"),
+        "{e}"
+    );
+    assert!(!root.join("system/bin").exists());
+}

@@ -199,9 +199,16 @@ pub fn run(cmd: AndroidCommand) -> Result<()> {
                 None => None,
             };
             let mut stdout = std::io::stdout();
-            recovery::apply(&package, &root, ApplyOptions { props }, &mut stdout).with_context(
-                || format!("installing {} into {}", package.display(), root.display()),
-            )?;
+            recovery::apply(
+                &package,
+                &root,
+                ApplyOptions {
+                    props,
+                    ..Default::default()
+                },
+                &mut stdout,
+            )
+            .with_context(|| format!("installing {} into {}", package.display(), root.display()))?;
             println!(
                 "install complete; owners and labels are in {}",
                 root.join(recovery::METADATA_FILE).display()
