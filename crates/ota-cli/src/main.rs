@@ -75,6 +75,12 @@ enum KeysAction {
     Create {
         /// A name to recognise the key by (e.g. the CI job).
         name: String,
+        /// What the key may do: `publish:PATTERN` (publish and delete
+        /// versions of matching packages, `*` matches anything),
+        /// `hooks:PATTERN` (set BeforeUpdate/AfterUpdate/restore), `admin`.
+        /// Repeat or separate with spaces. [default: publish:*]
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
     },
     /// List keys (names, ids, dates; never secrets).
     List,
@@ -148,12 +154,17 @@ async fn keys(file: Settings, store: StoreArgs, action: KeysAction) -> Result<()
     }
     let catalogue = ota_store::Catalogue::open(&url).await?;
     match action {
-        KeysAction::Create { name } => {
+        KeysAction::Create { name, scopes } => {
             ota_core::name::check_name("key name", &name)?;
-            let token = catalogue.create_key(&name).await?;
+            let scopes = if scopes.is_empty() {
+                ota_core::scope::Scopes::default_publisher()
+            } else {
+                scopes.join(" ").parse()?
+            };
+            let token = catalogue.create_key(&name, &scopes).await?;
             println!("{token}");
             eprintln!(
-                "API key {name:?} created. It is shown only now: store it in your CI secrets."
+                "API key {name:?} ({scopes}) created. It is shown only now: store it in your CI secrets."
             );
         }
         KeysAction::List => {
@@ -166,12 +177,17 @@ async fn keys(file: Settings, store: StoreArgs, action: KeysAction) -> Result<()
                     Some(t) => format!("revoked {}", config::iso8601(t)),
                     None => "active".to_owned(),
                 };
+                let used = k
+                    .last_used_at
+                    .map_or_else(|| "never".to_owned(), config::iso8601);
                 println!(
-                    "{:<24} ota_{}_…  created {}  {}",
+                    "{:<24} ota_{}_…  {:<8} created {}  last used {:<20}  {}",
                     k.name,
                     k.key_id,
+                    state,
                     config::iso8601(k.created_at),
-                    state
+                    used,
+                    k.scopes
                 );
             }
         }

@@ -9,6 +9,12 @@
 //! | `description`, `local`, `remote`, `BeforeUpdate`, `AfterUpdate`, `restore` | string | as in the seed |
 //! | `dependencies` | object or array | dependencies |
 //!
+//! `local` must be an absolute, normalised path (no `.`, `..` or empty
+//! components, not `/` itself) and `remote` an `http`/`https` URL without
+//! credentials: both reach devices, which act on them. The hook commands
+//! (`BeforeUpdate`, `AfterUpdate`, `restore`) are listed by
+//! [`Content::hooks`] so the server can decide who may set them.
+//!
 //! Other keys are kept as they are, so newer clients can add fields.
 
 use crate::hash::Sha256Hex;
@@ -30,6 +36,9 @@ pub const STRING_FIELDS: [&str; 7] = [
     "AfterUpdate",
     "restore",
 ];
+
+/// The keys whose values are commands a device runs.
+pub const HOOK_FIELDS: [&str; 3] = ["BeforeUpdate", "AfterUpdate", "restore"];
 
 /// A validated content.json.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +127,12 @@ impl Content {
                 map.insert("branch".into(), Value::String(DEFAULT_BRANCH.into()));
             }
         }
+        if let Some(Value::String(local)) = map.get("local") {
+            check_local(local).map_err(|why| invalid("local", why))?;
+        }
+        if let Some(Value::String(remote)) = map.get("remote") {
+            check_remote(remote).map_err(|why| invalid("remote", why))?;
+        }
         match map.get("dependencies") {
             None | Some(Value::Object(_)) | Some(Value::Array(_)) => {}
             Some(_) => return Err(invalid("dependencies", "must be an object or an array")),
@@ -149,11 +164,12 @@ impl Content {
     pub fn remote(&self) -> Option<&str> {
         self.map.get("remote").and_then(Value::as_str)
     }
-    /// Sets `remote` unless the publisher gave one.
-    pub fn set_remote_if_absent(&mut self, url: impl FnOnce() -> String) {
-        if self.remote().is_none() {
-            self.map.insert("remote".into(), Value::String(url()));
-        }
+    /// The hook keys present with a non-empty command.
+    pub fn hooks(&self) -> Vec<&'static str> {
+        HOOK_FIELDS
+            .into_iter()
+            .filter(|k| !self.str_field(k).trim().is_empty())
+            .collect()
     }
     /// The manifest as a JSON object.
     pub fn as_map(&self) -> &Map<String, Value> {
@@ -171,6 +187,45 @@ impl Content {
             .and_then(Value::as_str)
             .unwrap_or_default()
     }
+}
+
+/// Checks an install location: absolute and normalised, so a device never
+/// resolves it against its working directory or climbs out of it.
+pub fn check_local(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must be an absolute path"));
+    }
+    if path.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    if path == "/" {
+        return Err("must not be the root directory".into());
+    }
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    for part in rest.split('/') {
+        match part {
+            "" => return Err(format!("{path:?} has an empty component (// or a trailing /)")),
+            "." | ".." => return Err(format!("{path:?} must be normalised (no . or ..)")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a download URL: `http` or `https`, with a host, without
+/// credentials (devices would send them to whoever serves the URL).
+pub fn check_remote(remote: &str) -> Result<(), String> {
+    let url = url::Url::parse(remote).map_err(|e| format!("{remote:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{remote:?} must be an http:// or https:// URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{remote:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,11 +249,8 @@ mod tests {
         assert_eq!(c.branch(), DEFAULT_BRANCH);
         assert_eq!(c.sha256().as_str(), H);
         assert_eq!(c.version().as_str(), "1.2.3");
-        let mut c2 = c.clone();
-        c2.set_remote_if_absent(|| "http://x/otafiles/1".into());
-        assert_eq!(c2.remote(), Some("http://x/otafiles/1"));
-        c2.set_remote_if_absent(|| "other".into());
-        assert_eq!(c2.remote(), Some("http://x/otafiles/1"));
+        assert_eq!(c.remote(), None);
+        assert!(c.hooks().is_empty());
     }
 
     #[test]
@@ -208,6 +260,12 @@ mod tests {
         ))
         .unwrap();
         assert!(c.as_map().contains_key("x-extra"));
+        assert_eq!(c.hooks(), ["BeforeUpdate"]);
+        let ok = parse(&format!(
+            r#"{{"package":"app","version":"1","sha256":"{H}","local":"/opt/app","remote":"https://cdn.example.com/a?b=1"}}"#
+        ))
+        .unwrap();
+        assert_eq!(ok.remote(), Some("https://cdn.example.com/a?b=1"));
         for (key, val) in [
             ("description", "1"),
             ("remote", "{}"),
@@ -217,6 +275,16 @@ mod tests {
             ("version", "\"1.x\""),
             ("package", "\"a/b\""),
             ("sha256", "\"abc\""),
+            ("local", "\"opt/app\""),
+            ("local", "\"/opt/../etc\""),
+            ("local", "\"/opt//app\""),
+            ("local", "\"/opt/app/\""),
+            ("local", "\"/\""),
+            ("local", "\"/opt/a\\nb\""),
+            ("remote", "\"file:///etc/passwd\""),
+            ("remote", "\"ftp://h/x\""),
+            ("remote", "\"https://user:pw@h/x\""),
+            ("remote", "\"not a url\""),
         ] {
             let mut m: Map<String, Value> = serde_json::from_str(&format!(
                 r#"{{"package":"app","version":"1","sha256":"{H}"}}"#

@@ -8,6 +8,8 @@ pub mod apikey;
 pub mod content;
 pub mod hash;
 pub mod name;
+pub mod scope;
+pub mod size;
 pub mod version;
 
 pub use content::{Content, ContentError};

@@ -7,8 +7,12 @@
 //! core       = number *( "." number )          ; 1 | 1.2 | 1.10.0 | 1416913926
 //! prerelease = ident *( "." ident )            ; rc.1 | beta | 20240101
 //! build      = ident *( "." ident )            ; ignored when ordering
-//! number     = 1*DIGIT     ident = 1*( ALPHA / DIGIT / "-" )
+//! number     = "0" / %x31-39 *DIGIT             ; no leading zeros (as SemVer)
+//! ident      = 1*( ALPHA / DIGIT / "-" )       ; a numeric ident has no leading zeros
 //! ```
+//!
+//! Leading zeros are refused (`01.2`, `1.0-rc.01`): `01.2` and `1.2` would
+//! have equal precedence, so "the newest" would depend on the tie-break.
 //!
 //! Ordering (precedence), as [`Version::cmp_precedence`] defines it:
 //! 1. core components compare numerically, left to right; a missing trailing
@@ -61,6 +65,9 @@ pub enum VersionError {
     /// A core component is not a decimal number.
     #[error("version {0:?}: each dot-separated part before '-' or '+' must be a decimal number")]
     BadCore(String),
+    /// A numeric component or pre-release identifier has a leading zero.
+    #[error("version {0:?}: numbers must not have leading zeros (write 1.2, not 01.2)")]
+    LeadingZero(String),
     /// A pre-release or build identifier is empty or has a forbidden character.
     #[error("version {0:?}: pre-release and build identifiers must be non-empty [0-9A-Za-z-]")]
     BadIdent(String),
@@ -88,13 +95,20 @@ impl Version {
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(VersionError::BadCore(text.to_owned()));
             }
+            if has_leading_zero(part) {
+                return Err(VersionError::LeadingZero(text.to_owned()));
+            }
             core.push(strip_zeros(part).to_owned());
         }
         let mut prerelease = Vec::new();
         if let Some(pre) = pre_text {
             for id in pre.split('.') {
                 check_ident(id, text)?;
-                prerelease.push(if id.bytes().all(|b| b.is_ascii_digit()) {
+                let numeric = id.bytes().all(|b| b.is_ascii_digit());
+                if numeric && has_leading_zero(id) {
+                    return Err(VersionError::LeadingZero(text.to_owned()));
+                }
+                prerelease.push(if numeric {
                     Ident::Numeric(strip_zeros(id).to_owned())
                 } else {
                     Ident::Alpha(id.to_owned())
@@ -153,6 +167,10 @@ impl Version {
         }
         self.prerelease.len().cmp(&other.prerelease.len())
     }
+}
+
+fn has_leading_zero(digits: &str) -> bool {
+    digits.len() > 1 && digits.starts_with('0')
 }
 
 fn strip_zeros(digits: &str) -> &str {
@@ -230,7 +248,9 @@ mod tests {
         assert!(v("1416913926") > v("1416912639"));
         assert!(v("99999999999999999999999") > v("9999999999999999999999"));
         assert!(v("10") > v("9"));
-        assert!(v("1.01") > v("1.0.9"));
+        assert!(v("1.10") > v("1.0.9"));
+        assert!(v("0.0.0") < v("0.0.1"));
+        assert!(v("1.0.0-0") < v("1.0.0-1"));
     }
 
     #[test]
@@ -270,12 +290,21 @@ mod tests {
             assert!(Version::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert_eq!(Version::parse(&"1".repeat(200)), Err(VersionError::TooLong));
+        for zero in ["01.2", "1.02", "00", "1.0.0-rc.01", "007"] {
+            assert_eq!(
+                Version::parse(zero),
+                Err(VersionError::LeadingZero(zero.to_owned())),
+                "{zero:?}"
+            );
+        }
+        // Leading zeros in build metadata and alphanumeric identifiers are fine.
+        assert!(Version::parse("1.0.0-0a+001").is_ok());
     }
 
     fn version_strategy() -> impl Strategy<Value = String> {
         let core = prop::collection::vec(0u64..20, 1..4)
             .prop_map(|c| c.iter().map(u64::to_string).collect::<Vec<_>>().join("."));
-        let ident = prop_oneof!["[0-9]{1,2}", "[a-z]{1,3}"];
+        let ident = prop_oneof!["0|[1-9][0-9]?", "[a-z]{1,3}"];
         let pre = prop::option::of(prop::collection::vec(ident, 1..3).prop_map(|v| v.join(".")));
         let build = prop::option::of("[a-z0-9]{1,3}");
         (core, pre, build).prop_map(|(c, p, b)| {
@@ -314,7 +343,7 @@ mod tests {
         }
 
         #[test]
-        fn prerelease_sorts_before_release(core in "[0-9]{1,3}(\\.[0-9]{1,3}){0,2}", pre in "[a-z0-9]{1,4}") {
+        fn prerelease_sorts_before_release(core in "(0|[1-9][0-9]{0,2})(\\.(0|[1-9][0-9]{0,2})){0,2}", pre in "[a-z][a-z0-9]{0,3}|0|[1-9][0-9]{0,3}") {
             let rel = v(&core);
             let rc = v(&format!("{core}-{pre}"));
             prop_assert!(rc < rel);

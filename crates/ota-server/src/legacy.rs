@@ -2,10 +2,11 @@
 //! `PUT /update`. Errors are plain text; a hash mismatch on upload is `304`.
 
 use crate::error::{ApiError, PlainError};
+use crate::render::Answer;
 use crate::state::{valid_name, AppState};
 use crate::upload::{self, UploadError};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::borrow::Cow;
@@ -47,7 +48,11 @@ fn json(body: Bytes) -> Response {
 }
 
 /// `GET /maxVersion?package=&branch=`: the content.json of the highest version.
-pub async fn max_version(State(state): State<AppState>, uri: Uri) -> Result<Response, PlainError> {
+pub async fn max_version(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, PlainError> {
     let q = VersionQuery::parse(uri.query().unwrap_or_default());
     let package = required(&q.package, "package")?;
     let branch = required(&q.branch, "branch")?;
@@ -55,7 +60,7 @@ pub async fn max_version(State(state): State<AppState>, uri: Uri) -> Result<Resp
     valid_name("branch", branch)?;
     let view = state.branch_view(package, branch).await?;
     match &view.max {
-        Some(body) => Ok(json(body.clone())),
+        Some(answer) => Ok(json(answer.body(&state.download_base, &headers))),
         None => {
             Err(ApiError::not_found(format!("no versions of {package} on branch {branch}")).into())
         }
@@ -63,7 +68,11 @@ pub async fn max_version(State(state): State<AppState>, uri: Uri) -> Result<Resp
 }
 
 /// `GET /getVersion?package=&branch=&version=`: one version's content.json.
-pub async fn get_version(State(state): State<AppState>, uri: Uri) -> Result<Response, PlainError> {
+pub async fn get_version(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, PlainError> {
     let q = VersionQuery::parse(uri.query().unwrap_or_default());
     let package = required(&q.package, "package")?;
     let branch = required(&q.branch, "branch")?;
@@ -73,7 +82,7 @@ pub async fn get_version(State(state): State<AppState>, uri: Uri) -> Result<Resp
     ota_core::Version::parse(version).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let view = state.branch_view(package, branch).await?;
     match view.by_version.get(version) {
-        Some(body) => Ok(json(body.clone())),
+        Some(answer) => Ok(json(answer.body(&state.download_base, &headers))),
         None => Err(ApiError::not_found(format!(
             "{package} {version} is not published on branch {branch}"
         ))
@@ -83,8 +92,13 @@ pub async fn get_version(State(state): State<AppState>, uri: Uri) -> Result<Resp
 
 /// `PUT /update`: multipart `content` + `file`, `Authorization: Bearer KEY`.
 pub async fn update(State(state): State<AppState>, req: Request) -> Response {
+    let headers = req.headers().clone();
     match upload::receive(&state, req).await {
-        Ok(done) => json(Bytes::from(done.content)),
+        Ok(done) => {
+            let e = &done.entry;
+            let answer = Answer::new(&e.content, &e.sha256, &state.download_base);
+            json(answer.body(&state.download_base, &headers))
+        }
         Err(UploadError::HashMismatch(msg)) => {
             tracing::warn!("upload refused: {msg}");
             // The seed's contract: 304, nothing stored. A 304 has no body.

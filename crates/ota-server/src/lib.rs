@@ -10,11 +10,16 @@
 
 pub mod api_v1;
 pub mod cache;
+mod connections;
 pub mod download;
 pub mod error;
 pub mod legacy;
+pub mod multipart;
+pub mod render;
 mod server;
 pub mod state;
 pub mod upload;
 
+pub use connections::ConnectionLimits;
+pub use render::DownloadBase;
 pub use server::{shutdown_signal, Server, ServerConfig};

@@ -1,13 +1,12 @@
 //! Binding, routing, start-up recovery and graceful shutdown.
 
 use crate::cache::VersionCache;
+use crate::connections::{self, ConnectionLimits};
+use crate::render::DownloadBase;
 use crate::state::AppState;
-use crate::upload::MULTIPART_OVERHEAD;
 use crate::{api_v1, download, legacy};
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use axum::serve::ListenerExt;
 use axum::Router;
 use ota_store::{BlobStore, Catalogue, DataDirLock};
 use std::future::Future;
@@ -27,10 +26,17 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Largest accepted package file, in bytes.
     pub max_upload: u64,
-    /// Public base URL used to fill `remote`; `None` uses the `Host` header.
+    /// Public base URL of download links (`remote`), e.g.
+    /// `https://ota.example.com`. Without it: `http://LISTEN_ADDRESS`, or the
+    /// request's `Host` when [`ServerConfig::url_from_request`] is set.
     pub public_url: Option<String>,
+    /// Build download links from each request's `Host` / `X-Forwarded-*`
+    /// headers when no public URL is set (only behind a proxy that sets them).
+    pub url_from_request: bool,
     /// How often to check whether another server changed the catalogue.
     pub generation_poll: Duration,
+    /// Connection cap and timeouts.
+    pub limits: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -42,7 +48,9 @@ impl ServerConfig {
             database_url: None,
             max_upload: 8 << 30,
             public_url: None,
+            url_from_request: false,
             generation_poll: Duration::from_secs(1),
+            limits: ConnectionLimits::default(),
         }
     }
 
@@ -59,7 +67,27 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
     poll: Duration,
+    limits: ConnectionLimits,
     _lock: DataDirLock,
+}
+
+/// The download base for a server bound at `addr`.
+fn download_base(config: &ServerConfig, addr: SocketAddr) -> anyhow::Result<DownloadBase> {
+    if let Some(url) = &config.public_url {
+        return Ok(DownloadBase::fixed(url)?);
+    }
+    let own = format!("http://{addr}");
+    if config.url_from_request {
+        return Ok(DownloadBase::FromRequest { fallback: own });
+    }
+    if addr.ip().is_unspecified() {
+        anyhow::bail!(
+            "listening on {addr} without a public URL: devices would be sent to {own}, which \
+             they cannot reach. Set --public-url https://your.host (or OTA_PUBLIC_URL), or \
+             --url-from-request to build links from each request's Host header behind a proxy"
+        );
+    }
+    Ok(DownloadBase::Fixed(own))
 }
 
 impl Server {
@@ -81,18 +109,21 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
         let state = AppState {
             catalogue,
             blobs,
             cache: Arc::new(VersionCache::default()),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             max_upload: config.max_upload,
-            public_url: config.public_url,
+            download_base: Arc::new(download_base(&config, addr)?),
+            body_stall: config.limits.stall_timeout,
         };
         Ok(Server {
             listener,
             state,
             poll: config.generation_poll,
+            limits: config.limits,
             _lock: lock,
         })
     }
@@ -104,19 +135,17 @@ impl Server {
 
     /// The router (for embedding the API in another server).
     pub fn router(state: AppState) -> Router {
-        let upload_limit = DefaultBodyLimit::max(
-            usize::try_from(state.max_upload.saturating_add(MULTIPART_OVERHEAD))
-                .unwrap_or(usize::MAX),
-        );
+        // Upload bodies are bounded by the multipart parser's limits and
+        // `max_upload`, checked as they stream (`upload`).
         let version_path = "/api/v1/packages/{package}/branches/{branch}/versions/{version}";
         Router::new()
             .route("/maxVersion", get(legacy::max_version))
             .route("/getVersion", get(legacy::get_version))
-            .route("/update", put(legacy::update).layer(upload_limit))
+            .route("/update", put(legacy::update))
             .route("/otafiles/{hash}", get(download::get_file))
             .route(
                 "/api/v1/packages",
-                get(api_v1::list_packages).merge(post(api_v1::upload).layer(upload_limit)),
+                get(api_v1::list_packages).merge(post(api_v1::upload)),
             )
             .route("/api/v1/packages/{package}", get(api_v1::get_package))
             .route(
@@ -136,7 +165,13 @@ impl Server {
             .with_state(state)
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// The state handlers share (for tests and embedding).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting at once and
+    /// lets in-flight requests finish up to the drain deadline.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -144,17 +179,10 @@ impl Server {
         let state = self.state.clone();
         let poller = tokio::spawn(poll_generation(state.clone(), self.poll));
         let app = Self::router(state.clone());
-        // Small answers go out at once, as nginx's tcp_nodelay does.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        connections::serve(self.listener, app, self.limits, shutdown).await;
         poller.abort();
         state.catalogue.close().await;
-        result
+        Ok(())
     }
 }
 

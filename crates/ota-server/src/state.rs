@@ -2,10 +2,12 @@
 
 use crate::cache::{BranchView, VersionCache};
 use crate::error::ApiError;
+use crate::render::DownloadBase;
 use axum::http::HeaderMap;
 use ota_core::name::check_name;
-use ota_store::{BlobStore, Catalogue};
+use ota_store::{BlobStore, Catalogue, KeyAuth};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything a handler needs; cloned per request (cheap: `Arc`s inside).
 #[derive(Clone)]
@@ -21,9 +23,10 @@ pub struct AppState {
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Largest accepted package file, in bytes.
     pub max_upload: u64,
-    /// Base URL for `remote` (e.g. `https://ota.example.com`); when `None`,
-    /// taken from the request's `Host` header.
-    pub public_url: Option<String>,
+    /// How `remote` download URLs are built when answering.
+    pub download_base: Arc<DownloadBase>,
+    /// An upload whose body moves no byte for this long is refused.
+    pub body_stall: Duration,
 }
 
 impl AppState {
@@ -38,13 +41,13 @@ impl AppState {
             return Ok(view);
         }
         let entries = self.catalogue.versions(package, branch).await?;
-        let view = Arc::new(BranchView::from_sorted(entries));
+        let view = Arc::new(BranchView::from_sorted(entries, &self.download_base));
         self.cache.insert(package, branch, epoch, view.clone());
         Ok(view)
     }
 
-    /// Checks `Authorization: Bearer KEY`; returns the key's name.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    /// Checks `Authorization: Bearer KEY`; returns the key's name and scopes.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<KeyAuth, ApiError> {
         let token = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -60,24 +63,16 @@ impl AppState {
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))
     }
 
-    /// The download URL of a blob, for `remote`.
-    pub fn download_url(&self, headers: &HeaderMap, sha256: &str) -> String {
-        let base = match &self.public_url {
-            Some(u) => u.trim_end_matches('/').to_owned(),
-            None => {
-                let host = headers
-                    .get(axum::http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost");
-                let proto = headers
-                    .get("x-forwarded-proto")
-                    .and_then(|h| h.to_str().ok())
-                    .filter(|p| *p == "https")
-                    .unwrap_or("http");
-                format!("{proto}://{host}")
-            }
-        };
-        format!("{base}/otafiles/{sha256}")
+    /// Refuses unless `key` may publish or delete versions of `package`.
+    pub fn require_publish(&self, key: &KeyAuth, package: &str) -> Result<(), ApiError> {
+        if key.scopes.may_publish(package) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "API key {:?} (scopes: {}) may not publish or delete {package}",
+                key.name, key.scopes
+            )))
+        }
     }
 }
 

@@ -8,13 +8,16 @@
 //! away, drops the temporary file.
 
 use crate::error::ApiError;
+use crate::multipart::{Event, Limits, MultipartError, MultipartParser};
 use crate::state::AppState;
-use axum::extract::{FromRequest, Multipart, Request};
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode};
+use futures_util::StreamExt;
 use ota_core::content::MAX_CONTENT_BYTES;
 use ota_core::{Content, ContentError};
-use ota_store::{BlobWriter, CommitError, NewEntry, PublishOutcome};
+use ota_store::{BlobWriter, CommitError, Entry, KeyAuth, NewEntry, PublishOutcome};
 use std::io::Write;
+use std::time::Duration;
 
 /// Slack allowed above the file size limit for the multipart framing and
 /// the content.json part.
@@ -26,8 +29,8 @@ const BATCH: usize = 1 << 20;
 pub struct Uploaded {
     /// False when the identical version was already published.
     pub created: bool,
-    /// The stored content.json text.
-    pub content: String,
+    /// The stored row.
+    pub entry: Entry,
 }
 
 /// Why an upload was refused.
@@ -52,6 +55,20 @@ impl From<ota_store::StoreError> for UploadError {
     }
 }
 
+impl From<MultipartError> for UploadError {
+    fn from(e: MultipartError) -> Self {
+        let status = match e {
+            MultipartError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        UploadError::Api(ApiError::new(
+            status,
+            "bad_multipart",
+            format!("malformed multipart/form-data: {e}"),
+        ))
+    }
+}
+
 fn io_error(context: &str, e: std::io::Error) -> ApiError {
     if e.kind() == std::io::ErrorKind::StorageFull {
         ApiError::new(
@@ -61,14 +78,6 @@ fn io_error(context: &str, e: std::io::Error) -> ApiError {
         )
     } else {
         ApiError::internal(context, e)
-    }
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::too_large("upload exceeds the server's size limit")
-    } else {
-        ApiError::bad_request(format!("malformed multipart/form-data: {}", e.body_text()))
     }
 }
 
@@ -82,94 +91,241 @@ async fn write_batch(writer: BlobWriter, buf: Vec<u8>) -> Result<(BlobWriter, Ve
     .map_err(|e| io_error("writing an upload", e))
 }
 
-/// Authenticates, receives, verifies and publishes one upload.
-pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadError> {
-    let headers = req.headers().clone();
-    state.authenticate(&headers).await?;
-    let declared_len = headers
-        .get(axum::http::header::CONTENT_LENGTH)
+/// The `boundary` parameter of a `multipart/form-data` content type.
+fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
+    let expected = || {
+        ApiError::bad_request(
+            "expected Content-Type: multipart/form-data; boundary=… with fields 'content' and 'file'",
+        )
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|n| n > state.max_upload.saturating_add(MULTIPART_OVERHEAD)) {
-        return Err(ApiError::too_large(format!(
-            "upload of {} bytes exceeds the limit of {} bytes",
-            declared_len.unwrap_or(0),
-            state.max_upload
-        ))
-        .into());
+        .ok_or_else(expected)?;
+    let (kind, params) = ct.split_once(';').ok_or_else(expected)?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return Err(expected());
     }
-    let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| {
-        ApiError::bad_request(format!("expected multipart/form-data: {}", e.body_text()))
-    })?;
+    params
+        .split(';')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+        .ok_or_else(expected)
+}
 
-    let mut content_bytes: Option<Vec<u8>> = None;
-    let mut file: Option<BlobWriter> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        let name = field.name().unwrap_or_default().to_owned();
-        match name.as_str() {
-            "content" if content_bytes.is_none() => {
-                let mut buf = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    if buf.len() + chunk.len() > MAX_CONTENT_BYTES {
-                        return Err(ApiError::too_large(format!(
-                            "content.json is larger than {MAX_CONTENT_BYTES} bytes"
-                        ))
-                        .into());
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                content_bytes = Some(buf);
-            }
-            "file" if file.is_none() => {
-                let blobs = state.blobs.clone();
-                let mut writer = tokio::task::spawn_blocking(move || blobs.begin())
-                    .await
-                    .map_err(|e| ApiError::internal("starting an upload", e))?
-                    .map_err(|e| io_error("starting an upload", e))?;
-                let mut buf = Vec::with_capacity(BATCH);
-                let mut total: u64 = 0;
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    total += chunk.len() as u64;
-                    if total > state.max_upload {
-                        return Err(ApiError::too_large(format!(
-                            "file exceeds the limit of {} bytes",
-                            state.max_upload
-                        ))
-                        .into());
-                    }
-                    buf.extend_from_slice(&chunk);
-                    if buf.len() >= BATCH {
-                        let (w, mut b) = write_batch(writer, buf).await?;
-                        b.clear();
-                        (writer, buf) = (w, b);
-                    }
-                }
-                if !buf.is_empty() {
-                    writer = write_batch(writer, buf).await?.0;
-                }
-                file = Some(writer);
-            }
-            "content" | "file" => {
-                return Err(
-                    ApiError::bad_request(format!("form field {name:?} appears twice")).into(),
-                )
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unexpected form field {:?}; expected 'content' and 'file'",
-                    other.chars().take(64).collect::<String>()
-                ))
-                .into())
-            }
-        }
-    }
-    let content_bytes = content_bytes
-        .ok_or_else(|| ApiError::bad_request("missing form field 'content' (content.json)"))?;
-    let file = file.ok_or_else(|| ApiError::bad_request("missing form field 'file'"))?;
-    let mut content = Content::from_slice(&content_bytes).map_err(|e| match e {
+/// The file part being received.
+struct FilePart {
+    writer: BlobWriter,
+    buf: Vec<u8>,
+    total: u64,
+}
+
+/// Which part the parser is inside.
+enum Current {
+    None,
+    Content(Vec<u8>),
+    File(FilePart),
+}
+
+/// What the form delivered.
+#[derive(Default)]
+struct Form {
+    content: Option<Content>,
+    file: Option<BlobWriter>,
+}
+
+/// Parses content.json and checks the key may publish it, as soon as it
+/// arrives (before the file when the client sends content first).
+fn accept_content(bytes: &[u8], key: &KeyAuth, state: &AppState) -> Result<Content, ApiError> {
+    let content = Content::from_slice(bytes).map_err(|e| match e {
         ContentError::TooLarge => ApiError::too_large(e.to_string()),
         e => ApiError::bad_request(e.to_string()),
     })?;
+    state.require_publish(key, content.package())?;
+    let hooks = content.hooks();
+    if !hooks.is_empty() && !key.scopes.may_set_hooks(content.package()) {
+        return Err(ApiError::forbidden(format!(
+            "API key {:?} (scopes: {}) may not set {} on {}: hooks are commands devices run; \
+             they need a key with scope hooks:PATTERN or admin",
+            key.name,
+            key.scopes,
+            hooks.join(", "),
+            content.package()
+        )));
+    }
+    Ok(content)
+}
+
+/// After refusing an upload part-way, how much more of the body is read and
+/// dropped (or for how long) so the client, still sending, gets to read the
+/// answer instead of a reset (nginx's lingering close does the same).
+const LINGER_BYTES: u64 = 16 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(3);
+
+type BodyStream = axum::body::BodyDataStream;
+
+/// Receives the multipart body, refusing it (after a bounded linger) on
+/// the first problem.
+async fn receive_form(state: &AppState, key: &KeyAuth, req: Request) -> Result<Form, UploadError> {
+    let boundary = boundary(req.headers())?;
+    let mut body = req.into_body().into_data_stream();
+    let result = parse_form(state, key, &boundary, &mut body).await;
+    if result.is_err() {
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            let mut dropped = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                dropped += chunk.len() as u64;
+                if dropped > LINGER_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    result
+}
+
+/// Parses the multipart body: content.json into memory (bounded), the
+/// file to a temporary blob, hashed as it streams.
+async fn parse_form(
+    state: &AppState,
+    key: &KeyAuth,
+    boundary: &str,
+    body: &mut BodyStream,
+) -> Result<Form, UploadError> {
+    let mut parser = MultipartParser::new(boundary, Limits::default())?;
+    let mut form = Form::default();
+    let mut current = Current::None;
+    loop {
+        let chunk = match tokio::time::timeout(state.body_stall, body.next()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "stalled",
+                    format!(
+                        "the upload sent nothing for {} s; nothing was stored",
+                        state.body_stall.as_secs()
+                    ),
+                )
+                .into())
+            }
+            Ok(None) => {
+                parser.finish()?;
+                return Ok(form);
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad_request(format!("reading the upload: {e}")).into())
+            }
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        parser.push(&chunk);
+        while let Some(event) = parser.next_event()? {
+            match event {
+                Event::Part(h) => {
+                    current = match h.name.as_str() {
+                        "content" if form.content.is_none() => Current::Content(Vec::new()),
+                        "file" if form.file.is_none() => {
+                            let blobs = state.blobs.clone();
+                            let writer = tokio::task::spawn_blocking(move || blobs.begin())
+                                .await
+                                .map_err(|e| ApiError::internal("starting an upload", e))?
+                                .map_err(|e| io_error("starting an upload", e))?;
+                            Current::File(FilePart {
+                                writer,
+                                buf: Vec::with_capacity(BATCH),
+                                total: 0,
+                            })
+                        }
+                        "content" | "file" => {
+                            return Err(ApiError::bad_request(format!(
+                                "form field {:?} appears twice",
+                                h.name
+                            ))
+                            .into())
+                        }
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "unexpected form field {:?}; expected 'content' and 'file'",
+                                other.chars().take(64).collect::<String>()
+                            ))
+                            .into())
+                        }
+                    }
+                }
+                Event::Data(data) => match &mut current {
+                    Current::Content(buf) => {
+                        if buf.len() + data.len() > MAX_CONTENT_BYTES {
+                            return Err(ApiError::too_large(format!(
+                                "content.json is larger than {MAX_CONTENT_BYTES} bytes"
+                            ))
+                            .into());
+                        }
+                        buf.extend_from_slice(&data);
+                    }
+                    Current::File(f) => {
+                        f.total += data.len() as u64;
+                        if f.total > state.max_upload {
+                            return Err(ApiError::too_large(format!(
+                                "file exceeds the limit of {}",
+                                ota_core::size::describe(state.max_upload)
+                            ))
+                            .into());
+                        }
+                        f.buf.extend_from_slice(&data);
+                        if f.buf.len() >= BATCH {
+                            if let Current::File(FilePart { writer, buf, total }) =
+                                std::mem::replace(&mut current, Current::None)
+                            {
+                                let (writer, mut buf) = write_batch(writer, buf).await?;
+                                buf.clear();
+                                current = Current::File(FilePart { writer, buf, total });
+                            }
+                        }
+                    }
+                    Current::None => {}
+                },
+                Event::PartEnd => match std::mem::replace(&mut current, Current::None) {
+                    Current::Content(buf) => form.content = Some(accept_content(&buf, key, state)?),
+                    Current::File(FilePart { writer, buf, .. }) => {
+                        let writer = if buf.is_empty() {
+                            writer
+                        } else {
+                            write_batch(writer, buf).await?.0
+                        };
+                        form.file = Some(writer);
+                    }
+                    Current::None => {}
+                },
+                // Nothing after the closing boundary matters.
+                Event::End => return Ok(form),
+            }
+        }
+    }
+}
+
+/// Authenticates, receives, verifies and publishes one upload.
+pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadError> {
+    let key = state.authenticate(req.headers()).await?;
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared_len.filter(|n| *n > state.max_upload.saturating_add(MULTIPART_OVERHEAD)) {
+        return Err(ApiError::too_large(format!(
+            "upload of {n} bytes exceeds the limit of {}",
+            ota_core::size::describe(state.max_upload)
+        ))
+        .into());
+    }
+    let form = receive_form(state, &key, req).await?;
+    let content = form
+        .content
+        .ok_or_else(|| ApiError::bad_request("missing form field 'content' (content.json)"))?;
+    let file = form
+        .file
+        .ok_or_else(|| ApiError::bad_request("missing form field 'file'"))?;
 
     let actual = file.digest();
     if actual != *content.sha256() {
@@ -186,7 +342,7 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
         content.version().as_str().to_owned(),
     );
     if let Some(existing) = state.catalogue.get(&package, &branch, &version).await? {
-        return same_or_conflict(&existing.content, content);
+        return same_or_conflict(existing, content);
     }
     let blobs = state.blobs.clone();
     let declared = content.sha256().clone();
@@ -197,7 +353,6 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
             CommitError::HashMismatch { .. } => UploadError::HashMismatch(e.to_string()),
             CommitError::Io(e) => io_error("storing an upload", e).into(),
         })?;
-    content.set_remote_if_absent(|| state.download_url(&headers, committed.hash.as_str()));
     let new = NewEntry {
         package: package.clone(),
         branch: branch.clone(),
@@ -214,16 +369,17 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
                 branch,
                 version = e.version,
                 sha256 = e.sha256,
+                key = key.name,
                 "published"
             );
             Ok(Uploaded {
                 created: true,
-                content: e.content,
+                entry: e,
             })
         }
         PublishOutcome::Identical(e) => Ok(Uploaded {
             created: false,
-            content: e.content,
+            entry: e,
         }),
         PublishOutcome::Conflict(existing) => {
             // Another server sharing the database won the race.
@@ -231,26 +387,20 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
             {
                 let _ = state.blobs.remove(&committed.hash);
             }
-            same_or_conflict(&existing.content, content)
+            same_or_conflict(existing, content)
         }
     }
 }
 
 /// An upload of an existing package/branch/version: identical content is a
-/// success, anything else a conflict. A missing `remote` takes the stored one.
-fn same_or_conflict(stored: &str, mut content: Content) -> Result<Uploaded, UploadError> {
-    let stored_value: serde_json::Value = serde_json::from_str(stored)
+/// success, anything else a conflict.
+fn same_or_conflict(stored: Entry, content: Content) -> Result<Uploaded, UploadError> {
+    let stored_value: serde_json::Value = serde_json::from_str(&stored.content)
         .map_err(|e| ApiError::internal("reading a stored content.json", e))?;
-    let stored_remote = stored_value
-        .get("remote")
-        .and_then(|r| r.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    content.set_remote_if_absent(|| stored_remote);
     if serde_json::Value::Object(content.as_map().clone()) == stored_value {
         Ok(Uploaded {
             created: false,
-            content: stored.to_owned(),
+            entry: stored,
         })
     } else {
         Err(ApiError::new(

@@ -28,7 +28,11 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), tweak).await
+}
+
+/// Starts a server on the data directory of an earlier one (see [`TestServer::stop_keeping_data`]).
+pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let mut config = ServerConfig::new(dir.path().join("data"));
     config.listen = "127.0.0.1:0".parse().unwrap();
     tweak(&mut config);
@@ -36,10 +40,11 @@ pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let server = Server::bind(config).await.unwrap();
     let addr = server.local_addr().unwrap();
     let catalogue = ota_store::Catalogue::open(&database_url).await.unwrap();
-    let key = match catalogue.create_key("test").await {
+    let admin = ota_core::scope::Scopes::admin();
+    let key = match catalogue.create_key("test", &admin).await {
         Ok(k) => k,
         Err(_) => catalogue
-            .create_key(&format!("test{}", rand_suffix()))
+            .create_key(&format!("test{}", rand_suffix()), &admin)
             .await
             .unwrap(),
     };
@@ -78,6 +83,17 @@ impl TestServer {
         std::fs::read_dir(self.data().join("tmp")).unwrap().count()
     }
 
+    /// Stops the server and hands back its directory, to start another on it.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        self.dir
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -85,6 +101,22 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
+    }
+
+    /// Creates another key with the given scopes.
+    pub async fn key_with(&self, name: &str, scopes: &str) -> String {
+        let cat = ota_store::Catalogue::open(&self.database_url).await.unwrap();
+        let key = cat
+            .create_key(name, &scopes.parse().unwrap())
+            .await
+            .unwrap();
+        cat.close().await;
+        key
+    }
+
+    /// The address to connect raw sockets to.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
     }
 
     /// PUT /update with a content.json text and file bytes.

@@ -75,7 +75,7 @@ async fn upload_statuses() {
     assert_eq!(
         remote,
         format!("{}/otafiles/{}", s.base, sha(&file)),
-        "remote filled from Host"
+        "remote built from the listen address"
     );
     assert_eq!(s.blob_count(), 1);
 
@@ -116,7 +116,10 @@ async fn upload_statuses() {
         401
     );
     let cat = ota_store::Catalogue::open(&s.database_url).await.unwrap();
-    let revoked = cat.create_key("old").await.unwrap();
+    let revoked = cat
+        .create_key("old", &ota_core::scope::Scopes::admin())
+        .await
+        .unwrap();
     cat.revoke_key("old").await.unwrap();
     assert_eq!(
         s.put_update_as(Some(&revoked), &c2, &file).await.status(),

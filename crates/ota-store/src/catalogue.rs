@@ -5,6 +5,7 @@
 //! starts its transaction with the write, so SQLite never has to upgrade a
 //! read lock (which fails at once instead of waiting).
 
+use ota_core::scope::Scopes;
 use ota_core::{apikey, Version};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -44,8 +45,8 @@ pub enum StoreError {
     /// The database URL names no supported backend.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
-    /// A key name is already taken.
-    #[error("an API key named {0:?} already exists")]
+    /// An active key already has this name.
+    #[error("an active API key named {0:?} already exists (revoke it first, or pick another name)")]
     KeyExists(String),
     /// A stored row is not what this version writes.
     #[error("corrupt catalogue row: {0}")]
@@ -138,6 +139,19 @@ pub struct KeyInfo {
     pub created_at: i64,
     /// Unix seconds, when revoked.
     pub revoked_at: Option<i64>,
+    /// What the key may do (`admin`, `publish:PATTERN`, `hooks:PATTERN`).
+    pub scopes: String,
+    /// Unix seconds of the last successful authentication (to a minute).
+    pub last_used_at: Option<i64>,
+}
+
+/// A key that authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyAuth {
+    /// The key's name.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Scopes,
 }
 
 /// The catalogue handle; cheap to clone.
@@ -181,6 +195,13 @@ fn sort_by_version(entries: &mut [Entry]) {
 impl Catalogue {
     /// Connects and migrates. `url` is `sqlite://PATH[?mode=rwc]` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_at_schema(url, i64::MAX).await
+    }
+
+    /// Connects and migrates up to schema `version` only: lets tests build
+    /// a database as an older release left it.
+    #[doc(hidden)]
+    pub async fn open_at_schema(url: &str, version: i64) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -190,7 +211,8 @@ impl Catalogue {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         let mut options = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            // SQLite in WAL mode reads concurrently; writers queue on busy_timeout.
+            .max_connections(16)
             .acquire_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
@@ -210,7 +232,7 @@ impl Catalogue {
             .acquire()
             .await
             .map_err(|e| StoreError::db("acquiring a connection", e))?;
-        crate::migrate::run(&mut conn, backend).await?;
+        crate::migrate::run(&mut conn, backend, version).await?;
         drop(conn);
         Ok(Catalogue { pool, backend })
     }
@@ -421,17 +443,21 @@ impl Catalogue {
             .map_err(|e| StoreError::db("reading the catalogue generation", e))
     }
 
-    /// Creates an API key; returns the token, which is never stored.
-    pub async fn create_key(&self, name: &str) -> Result<String, StoreError> {
+    /// Creates an API key with its scopes; returns the token, which is
+    /// never stored. The name must not belong to another active key (a
+    /// revoked key's name can be reused; the old row stays for the record).
+    pub async fn create_key(&self, name: &str, scopes: &Scopes) -> Result<String, StoreError> {
         let key = apikey::generate();
         let res = sqlx::query(
-            "INSERT INTO api_keys (name, key_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO api_keys (name, key_id, secret_hash, created_at, scopes)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) WHERE revoked_at IS NULL DO NOTHING",
         )
         .bind(name)
         .bind(&key.id)
         .bind(&key.secret_hash)
         .bind(now())
+        .bind(scopes.to_string())
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::db("creating an API key", e))?;
@@ -441,13 +467,15 @@ impl Catalogue {
         Ok(key.token)
     }
 
-    /// Every key, revoked ones included, by name.
+    /// Every key, revoked ones included, by name then age.
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, key_id, created_at, revoked_at FROM api_keys ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| StoreError::db("listing API keys", e))?;
+        let rows = sqlx::query(
+            "SELECT name, key_id, created_at, revoked_at, scopes, last_used_at FROM api_keys
+             ORDER BY name, created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("listing API keys", e))?;
         rows.iter()
             .map(|r| {
                 let get = |e| StoreError::db("decoding an API key", e);
@@ -456,6 +484,8 @@ impl Catalogue {
                     key_id: r.try_get("key_id").map_err(get)?,
                     created_at: r.try_get("created_at").map_err(get)?,
                     revoked_at: r.try_get("revoked_at").map_err(get)?,
+                    scopes: r.try_get("scopes").map_err(get)?,
+                    last_used_at: r.try_get("last_used_at").map_err(get)?,
                 })
             })
             .collect()
@@ -474,14 +504,16 @@ impl Catalogue {
         Ok(res.rows_affected() > 0)
     }
 
-    /// Checks a presented token; returns the key's name when it is valid
-    /// and not revoked.
-    pub async fn verify_key(&self, token: &str) -> Result<Option<String>, StoreError> {
+    /// Checks a presented token; returns the key's name and scopes when it
+    /// is valid and not revoked, and records when it was last used (at most
+    /// one write a minute per key, so authentication stays a read).
+    pub async fn verify_key(&self, token: &str) -> Result<Option<KeyAuth>, StoreError> {
         let Some((id, hash)) = apikey::parse(token) else {
             return Ok(None);
         };
         let row = sqlx::query(
-            "SELECT name, secret_hash FROM api_keys WHERE key_id = $1 AND revoked_at IS NULL",
+            "SELECT name, secret_hash, scopes, last_used_at FROM api_keys
+             WHERE key_id = $1 AND revoked_at IS NULL",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -490,11 +522,27 @@ impl Catalogue {
         let Some(row) = row else { return Ok(None) };
         let get = |e| StoreError::db("decoding an API key", e);
         let stored: String = row.try_get("secret_hash").map_err(get)?;
-        if apikey::hashes_equal(&stored, &hash) {
-            Ok(Some(row.try_get("name").map_err(get)?))
-        } else {
-            Ok(None)
+        if !apikey::hashes_equal(&stored, &hash) {
+            return Ok(None);
         }
+        let scopes: String = row.try_get("scopes").map_err(get)?;
+        let scopes = scopes
+            .parse::<Scopes>()
+            .map_err(|e| StoreError::Corrupt(format!("API key {id}: {e}")))?;
+        let last: Option<i64> = row.try_get("last_used_at").map_err(get)?;
+        let t = now();
+        if last.is_none_or(|l| t - l >= 60) {
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE key_id = $2")
+                .bind(t)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("recording an API key's use", e))?;
+        }
+        Ok(Some(KeyAuth {
+            name: row.try_get("name").map_err(get)?,
+            scopes,
+        }))
     }
 }
 

@@ -12,7 +12,7 @@ pub mod testdb;
 
 pub use blob::{BlobStore, BlobWriter, CommitError, Committed, DataDirLock};
 pub use catalogue::{
-    Backend, Catalogue, Entry, KeyInfo, NewEntry, PackageSummary, PublishOutcome, StoreError,
+    Backend, Catalogue, Entry, KeyAuth, KeyInfo, NewEntry, PackageSummary, PublishOutcome, StoreError,
 };
 
 /// Removes what a crash can leave behind: temporary upload files, and blobs

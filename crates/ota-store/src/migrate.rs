@@ -59,16 +59,53 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE TABLE catalogue_generation (id BIGINT PRIMARY KEY, generation BIGINT NOT NULL)",
         "INSERT INTO catalogue_generation (id, generation) VALUES (1, 0)",
     ],
+},
+// Keys get scopes (existing keys keep full access: `admin`) and a last-used
+// time; a revoked key's name can be reused (unique among active keys only).
+// Download URLs are built when answering, so the ones the server used to
+// store at publish time (`…/otafiles/<this row's sha256>`) are removed.
+Migration {
+    version: 2,
+    sqlite: &[
+        "CREATE TABLE api_keys_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            key_id TEXT NOT NULL UNIQUE,
+            secret_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER,
+            scopes TEXT NOT NULL DEFAULT 'admin',
+            last_used_at INTEGER)",
+        "INSERT INTO api_keys_v2 (id, name, key_id, secret_hash, created_at, revoked_at)
+            SELECT id, name, key_id, secret_hash, created_at, revoked_at FROM api_keys",
+        "DROP TABLE api_keys",
+        "ALTER TABLE api_keys_v2 RENAME TO api_keys",
+        "CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL",
+        "UPDATE ota SET content = json_remove(content, '$.remote')
+            WHERE json_extract(content, '$.remote') LIKE '%/otafiles/' || sha256",
+    ],
+    postgres: &[
+        "ALTER TABLE api_keys DROP CONSTRAINT api_keys_name_key",
+        "ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin'",
+        "ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT",
+        "CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL",
+        "UPDATE ota SET content = (content::jsonb - 'remote')::text
+            WHERE (content::jsonb ->> 'remote') LIKE '%/otafiles/' || sha256",
+    ],
 }];
 
-/// Brings the schema up to date.
-pub(crate) async fn run(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+/// Brings the schema up to date (or up to `upto`, for migration tests).
+pub(crate) async fn run(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    upto: i64,
+) -> Result<(), StoreError> {
     match backend {
         Backend::Sqlite => conn.execute("BEGIN IMMEDIATE").await,
         Backend::Postgres => conn.execute("BEGIN").await,
     }
     .map_err(|e| StoreError::db("starting migration", e))?;
-    let result = apply(conn, backend).await;
+    let result = apply(conn, backend, upto).await;
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute(end).await;
     result?;
@@ -76,7 +113,7 @@ pub(crate) async fn run(conn: &mut AnyConnection, backend: Backend) -> Result<()
     Ok(())
 }
 
-async fn apply(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+async fn apply(conn: &mut AnyConnection, backend: Backend, upto: i64) -> Result<(), StoreError> {
     if backend == Backend::Postgres {
         conn.execute("SELECT pg_advisory_xact_lock(7306711110)")
             .await
@@ -94,7 +131,7 @@ async fn apply(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreEr
     let current: i64 = row
         .try_get("v")
         .map_err(|e| StoreError::db("reading schema version", e))?;
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for m in MIGRATIONS.iter().filter(|m| m.version > current && m.version <= upto) {
         let stmts = match backend {
             Backend::Sqlite => m.sqlite,
             Backend::Postgres => m.postgres,

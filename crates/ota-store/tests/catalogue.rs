@@ -1,6 +1,7 @@
 //! The storage suite, run against SQLite and (when `OTA_TEST_DATABASE_URL`
 //! is set) a real PostgreSQL server.
 
+use ota_core::scope::Scopes;
 use ota_store::{recover, BlobStore, Catalogue, NewEntry, PublishOutcome, StoreError};
 
 /// Runs `body` once per backend with a fresh catalogue URL.
@@ -180,12 +181,15 @@ both_backends!(
 
 both_backends!(api_keys, |url: String, _dir| async move {
     let cat = Catalogue::open(&url).await.unwrap();
-    let token = cat.create_key("ci").await.unwrap();
+    let scopes: Scopes = "publish:org.*".parse().unwrap();
+    let token = cat.create_key("ci", &scopes).await.unwrap();
     assert!(matches!(
-        cat.create_key("ci").await,
+        cat.create_key("ci", &scopes).await,
         Err(StoreError::KeyExists(_))
     ));
-    assert_eq!(cat.verify_key(&token).await.unwrap().as_deref(), Some("ci"));
+    assert_eq!(cat.list_keys().await.unwrap()[0].last_used_at, None);
+    let auth = cat.verify_key(&token).await.unwrap().unwrap();
+    assert_eq!((auth.name.as_str(), &auth.scopes), ("ci", &scopes));
     let mut wrong = token.clone();
     let last = wrong.pop().unwrap();
     wrong.push(if last == '0' { '1' } else { '0' });
@@ -197,10 +201,19 @@ both_backends!(api_keys, |url: String, _dir| async move {
         token.contains(&keys[0].key_id),
         "the listed id is the token's public part"
     );
+    assert_eq!(keys[0].scopes, "publish:org.*");
+    assert!(keys[0].last_used_at.is_some(), "use is recorded");
     assert!(cat.revoke_key("ci").await.unwrap());
     assert!(!cat.revoke_key("ci").await.unwrap());
     assert_eq!(cat.verify_key(&token).await.unwrap(), None);
     assert!(cat.list_keys().await.unwrap()[0].revoked_at.is_some());
+    // A revoked key's name can be taken again; the old key stays revoked.
+    let again = cat.create_key("ci", &Scopes::admin()).await.unwrap();
+    assert!(cat.verify_key(&again).await.unwrap().unwrap().scopes.is_admin());
+    assert_eq!(cat.verify_key(&token).await.unwrap(), None);
+    let keys = cat.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0].revoked_at.is_some() && keys[1].revoked_at.is_none());
 });
 
 both_backends!(
@@ -217,6 +230,35 @@ both_backends!(
         assert_eq!(recover(&cat, &blobs).await.unwrap(), (1, 1));
         assert!(blobs.contains(&kept.hash));
         assert!(!blobs.contains(&orphan.hash));
+    }
+);
+
+both_backends!(
+    upgrade_from_schema_1,
+    |url: String, _dir| async move {
+        let old = Catalogue::open_at_schema(&url, 1).await.unwrap();
+        let sha = "ab".repeat(32);
+        let mut served = entry("app", "main", "1", &sha);
+        served.content = format!(
+            r#"{{"package":"app","branch":"main","version":"1","sha256":"{sha}","remote":"http://internal-ci.lan:9999/otafiles/{sha}"}}"#
+        );
+        let mut own = entry("app", "main", "2", &sha);
+        own.content = format!(
+            r#"{{"package":"app","branch":"main","version":"2","sha256":"{sha}","remote":"https://cdn.example.com/app-2.bin"}}"#
+        );
+        old.publish(&served).await.unwrap();
+        old.publish(&own).await.unwrap();
+        old.close().await;
+        let cat = Catalogue::open(&url).await.unwrap();
+        let v1: serde_json::Value =
+            serde_json::from_str(&cat.get("app", "main", "1").await.unwrap().unwrap().content)
+                .unwrap();
+        assert!(v1.get("remote").is_none(), "the frozen URL is gone: {v1}");
+        assert_eq!(v1["version"], "1");
+        let v2: serde_json::Value =
+            serde_json::from_str(&cat.get("app", "main", "2").await.unwrap().unwrap().content)
+                .unwrap();
+        assert_eq!(v2["remote"], "https://cdn.example.com/app-2.bin");
     }
 );
 
