@@ -3,7 +3,8 @@
 //! script and update-binary, and the whole-file signature at the end.
 //!
 //! The zip is written to a temporary file beside the output and renamed
-//! only once complete (and signed), so a failed build leaves no package.
+//! only once complete (and signed), so a failed build leaves no package;
+//! the package gets `0666 & !umask`, like any file a program creates.
 
 use crate::error::{io, zip_err, AndroidError, Result};
 use crate::script::Script;
@@ -12,6 +13,7 @@ use crate::target_files::TargetFiles;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use zip::write::SimpleFileOptions;
 
@@ -70,8 +72,12 @@ impl PackageWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // Created 0666 so the kernel applies the umask, as for any new
+        // file: the renamed package is 0644 under umask 022, readable by a
+        // web server of another user (a temporary's 0600 would stay).
         let tmp = tempfile::Builder::new()
             .prefix(".ota-package-")
+            .permissions(std::fs::Permissions::from_mode(0o666))
             .tempfile_in(&dir)
             .map_err(io(format!(
                 "creating a temporary file in {}",

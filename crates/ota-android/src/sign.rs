@@ -8,8 +8,10 @@
 //! u16 comment_size`. The signed bytes are the file up to the end of the
 //! end-of-central-directory record minus its 2-byte comment length. SHA-1
 //! is used when the certificate is signed with SHA-1, SHA-256 otherwise
-//! (signapk's choice). Only RSA keys are supported (the only kind KitKat's
-//! recovery verifies).
+//! (signapk's choice). [`verify`] accepts SHA-1 only from such a SHA-1
+//! certificate and only when the caller allows it
+//! ([`VerifyOptions::allow_sha1`]). Only RSA keys are supported (the only
+//! kind KitKat's recovery verifies).
 
 use crate::error::{io, AndroidError, Result};
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
@@ -358,9 +360,23 @@ pub struct Verified {
     pub embedded_cert_matches: bool,
 }
 
+/// What [`verify`] accepts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VerifyOptions {
+    /// Accept SHA-1 signatures. Even then only from a certificate that is
+    /// itself signed with SHA-1 (KitKat-era keys, for which signapk signs
+    /// with SHA-1); anything else must be SHA-256.
+    pub allow_sha1: bool,
+}
+
 /// The signature block of a signed package: (signed range length, PKCS#7 DER).
 pub fn signature_block(path: &Path) -> Result<(u64, Vec<u8>)> {
     let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    signature_block_of(&mut f)
+}
+
+/// As [`signature_block`], for an open package.
+fn signature_block_of(f: &mut std::fs::File) -> Result<(u64, Vec<u8>)> {
     let len = f.metadata().map_err(io("reading the package size"))?.len();
     if len < 6 + 22 {
         return Err(sig_err("the package is too short to be signed"));
@@ -407,10 +423,21 @@ pub fn signature_block(path: &Path) -> Result<(u64, Vec<u8>)> {
 }
 
 /// Checks a package's whole-file signature against `cert_path`'s key.
-pub fn verify(path: &Path, cert_path: &Path) -> Result<Verified> {
+pub fn verify(path: &Path, cert_path: &Path, opts: VerifyOptions) -> Result<Verified> {
+    let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    verify_file(&mut f, cert_path, opts)
+}
+
+/// As [`verify`], for an open package: a caller that then installs it
+/// reads the same file it checked.
+pub fn verify_file(
+    f: &mut std::fs::File,
+    cert_path: &Path,
+    opts: VerifyOptions,
+) -> Result<Verified> {
     let cert = read_cert(cert_path)?;
     let key = public_key(&cert)?;
-    let (signed_len, pkcs7) = signature_block(path)?;
+    let (signed_len, pkcs7) = signature_block_of(f)?;
     let ci = ContentInfo::from_der(&pkcs7)
         .map_err(|e| sig_err(format!("the signature is not DER PKCS#7: {e}")))?;
     if ci.content_type != ID_SIGNED_DATA {
@@ -431,13 +458,26 @@ pub fn verify(path: &Path, cert_path: &Path) -> Result<Verified> {
         o if o == ID_SHA256 => DigestAlg::Sha256,
         o => return Err(sig_err(format!("unsupported digest algorithm {o}"))),
     };
+    if digest == DigestAlg::Sha1 {
+        // SHA-1 only where signapk itself would have used it, and only
+        // when the caller accepts it.
+        if cert.signature_algorithm.oid != SHA1_WITH_RSA {
+            return Err(sig_err(
+                "the package is signed with SHA-1, but the certificate is not a SHA-1 certificate: only SHA-1 (KitKat-era) certificates may sign with SHA-1",
+            ));
+        }
+        if !opts.allow_sha1 {
+            return Err(sig_err(
+                "the package is signed with SHA-1 (a KitKat-era key): SHA-1 is accepted only when allowed explicitly (--allow-sha1)",
+            ));
+        }
+    }
     if si.signed_attrs.is_some() {
         return Err(sig_err(
             "signed attributes are not used by signapk -w and are not accepted",
         ));
     }
-    let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let hash = digest.hash_prefix(&mut f, signed_len)?;
+    let hash = digest.hash_prefix(f, signed_len)?;
     key.verify(digest.padding(), &hash, si.signature.as_bytes())
         .map_err(|_| {
             sig_err(

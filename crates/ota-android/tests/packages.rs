@@ -6,6 +6,7 @@ use ota_android::fs_config::FsConfig;
 use ota_android::package::BuildOptions;
 use ota_android::props::Props;
 use ota_android::recovery::{self, ApplyOptions};
+use ota_android::sign::VerifyOptions;
 use ota_android::target_files::{RawNode, TargetFiles};
 use ota_android::{full, incremental, sign};
 use std::collections::BTreeMap;
@@ -473,7 +474,7 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
     )
     .unwrap();
 
-    let v = sign::verify(&signed, &cert).unwrap();
+    let v = sign::verify(&signed, &cert, VerifyOptions::default()).unwrap();
     assert!(v.embedded_cert_matches);
     // Independently: openssl checks the PKCS#7 over the signed range.
     let (signed_len, pkcs7) = sign::signature_block(&signed).unwrap();
@@ -537,7 +538,9 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
     bad[100] ^= 1;
     let tampered = b.path("tampered.zip");
     std::fs::write(&tampered, &bad).unwrap();
-    let e = sign::verify(&tampered, &cert).unwrap_err().to_string();
+    let e = sign::verify(&tampered, &cert, VerifyOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("signature verification failed"), "{e}");
     std::fs::write(&content, &bad[..signed_len as usize]).unwrap();
     let accepted = cms_verify(&sig, &content, &cert);
@@ -559,11 +562,11 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
         "-subj",
         "/CN=other",
     ]);
-    assert!(sign::verify(&signed, &c2).is_err());
+    assert!(sign::verify(&signed, &c2, VerifyOptions::default()).is_err());
     // An unsigned package: a clear error.
     let unsigned = b.path("full-v1.zip");
     full::write_full(&b.tf(1), &unsigned, &BuildOptions::default()).unwrap();
-    assert!(sign::verify(&unsigned, &cert)
+    assert!(sign::verify(&unsigned, &cert, VerifyOptions::default())
         .unwrap_err()
         .to_string()
         .contains("not signed"));
@@ -572,6 +575,66 @@ fn signature_is_accepted_by_openssl_and_tampering_is_caught() {
         .unwrap_err()
         .to_string()
         .contains("is not the certificate of"));
+
+    // SHA-1: a SHA-256 certificate never vouches for it, allowed or not.
+    let mut sha1_signer = sign::Signer::load(&pk8, &cert).unwrap();
+    sha1_signer.digest = sign::DigestAlg::Sha1;
+    let forged = b.path("sha1-with-sha256-cert.zip");
+    full::write_full(
+        &b.tf(1),
+        &forged,
+        &BuildOptions {
+            signer: Some(sha1_signer),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = sign::verify(&forged, &cert, VerifyOptions { allow_sha1: true })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a SHA-1 certificate"), "{e}");
+}
+
+/// A KitKat-era key (certificate signed with SHA-1) signs with SHA-1, as
+/// signapk does; verification accepts that only when allowed.
+#[test]
+fn sha1_signatures_need_a_sha1_certificate_and_permission() {
+    let b = Builds::new();
+    let (key, cert) = (b.path("key.pem"), b.path("cert.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+        "-days",
+        "30",
+        "-subj",
+        "/CN=kitkat-era key",
+        "-sha1",
+    ]);
+    let signer = sign::Signer::load(&key, &cert).unwrap();
+    assert_eq!(signer.digest, sign::DigestAlg::Sha1);
+    let signed = b.path("sha1.zip");
+    full::write_full(
+        &b.tf(1),
+        &signed,
+        &BuildOptions {
+            signer: Some(signer),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = sign::verify(&signed, &cert, VerifyOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("accepted only when allowed explicitly"), "{e}");
+    let v = sign::verify(&signed, &cert, VerifyOptions { allow_sha1: true }).unwrap();
+    assert_eq!(v.digest, sign::DigestAlg::Sha1);
 }
 
 #[test]

@@ -2,12 +2,14 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use ota_android::fstab::Fstab;
 use ota_android::package::{self, BuildOptions, BuildReport};
 use ota_android::props::Props;
 use ota_android::recovery::{self, ApplyOptions};
-use ota_android::sign::{self, Signer};
+use ota_android::sign::{self, Signer, VerifyOptions};
 use ota_android::target_files::TargetFiles;
 use ota_android::{full, incremental};
+use std::io::Seek;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -45,6 +47,10 @@ pub enum AndroidCommand {
         /// Certificate (PEM or DER) whose key must have signed it.
         #[arg(long)]
         cert: PathBuf,
+        /// Accept a SHA-1 signature (KitKat-era keys; the certificate must
+        /// itself be SHA-1). Without it only SHA-256 is accepted.
+        #[arg(long)]
+        allow_sha1: bool,
     },
     /// Run a package's updater-script against a directory standing in for
     /// the device (a recovery simulator).
@@ -56,9 +62,19 @@ pub enum AndroidCommand {
         /// Properties for getprop() [default: ROOT/system/build.prop]
         #[arg(long)]
         props: Option<PathBuf>,
-        /// Verify the package's signature against this certificate first.
+        /// Verify the package's signature against this certificate first;
+        /// the install then reads the same open file.
         #[arg(long)]
         cert: Option<PathBuf>,
+        /// With --cert: accept a SHA-1 signature (KitKat-era keys; the
+        /// certificate must itself be SHA-1).
+        #[arg(long, requires = "cert")]
+        allow_sha1: bool,
+        /// The device's recovery.fstab (v1 or v2): mount() and format()
+        /// accept only its mount points [default: /system, /vendor, /data,
+        /// /cache and the other usual partitions]
+        #[arg(long)]
+        fstab: Option<PathBuf>,
     },
 }
 
@@ -166,8 +182,12 @@ pub fn run(cmd: AndroidCommand) -> Result<()> {
                 .context("building the incremental package")?;
             print_report(&r, started, opts.signer.is_some());
         }
-        AndroidCommand::Verify { package, cert } => {
-            let v = sign::verify(&package, &cert)
+        AndroidCommand::Verify {
+            package,
+            cert,
+            allow_sha1,
+        } => {
+            let v = sign::verify(&package, &cert, VerifyOptions { allow_sha1 })
                 .with_context(|| format!("verifying {}", package.display()))?;
             println!(
                 "signature OK: {:?} over {} bytes{}",
@@ -185,10 +205,18 @@ pub fn run(cmd: AndroidCommand) -> Result<()> {
             root,
             props,
             cert,
+            allow_sha1,
+            fstab,
         } => {
+            // One open file for the check and the install: a package
+            // swapped on disk in between is never the one installed.
+            let mut file = std::fs::File::open(&package)
+                .with_context(|| format!("opening {}", package.display()))?;
             if let Some(c) = cert {
-                sign::verify(&package, &c)
+                sign::verify_file(&mut file, &c, VerifyOptions { allow_sha1 })
                     .with_context(|| format!("verifying {}", package.display()))?;
+                file.rewind()
+                    .with_context(|| format!("rereading {}", package.display()))?;
             }
             let props = match props {
                 Some(p) => {
@@ -198,14 +226,20 @@ pub fn run(cmd: AndroidCommand) -> Result<()> {
                 }
                 None => None,
             };
+            let fstab = match fstab {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    Some(Fstab::parse_any(&text, &p.display().to_string())?)
+                }
+                None => None,
+            };
             let mut stdout = std::io::stdout();
-            recovery::apply(
-                &package,
+            recovery::apply_reader(
+                std::io::BufReader::new(file),
+                &package.display().to_string(),
                 &root,
-                ApplyOptions {
-                    props,
-                    ..Default::default()
-                },
+                ApplyOptions { props, fstab },
                 &mut stdout,
             )
             .with_context(|| format!("installing {} into {}", package.display(), root.display()))?;
