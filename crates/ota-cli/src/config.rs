@@ -7,6 +7,10 @@
 //! database = "postgres://ota@db/ota"
 //! max_upload = "8GiB"
 //! public_url = "https://ota.example.com"
+//! header_timeout = "10s"
+//! stall_timeout = "60s"
+//! drain_timeout = "30s"
+//! max_connections = 1024
 //!
 //! [publish]
 //! server = "https://ota.example.com"
@@ -28,6 +32,11 @@ pub struct Settings {
     database: Option<String>,
     max_upload: Option<toml::Value>,
     public_url: Option<String>,
+    url_from_request: Option<bool>,
+    header_timeout: Option<String>,
+    stall_timeout: Option<String>,
+    drain_timeout: Option<String>,
+    max_connections: Option<usize>,
     #[serde(default)]
     pub publish: PublishSettings,
 }
@@ -40,6 +49,21 @@ pub struct PublishSettings {
     pub server: Option<String>,
     /// API key.
     pub key: Option<String>,
+    /// File holding the API key.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The `serve` options that also come from the file.
+#[derive(Default)]
+pub struct ServeOptions {
+    pub listen: Option<String>,
+    pub max_upload: Option<String>,
+    pub public_url: Option<String>,
+    pub url_from_request: bool,
+    pub header_timeout: Option<String>,
+    pub stall_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 impl Settings {
@@ -50,7 +74,12 @@ impl Settings {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        let settings: Settings =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        if settings.publish.key.is_some() {
+            refuse_if_shared(path, "it holds an API key ([publish] key)")?;
+        }
+        Ok(settings)
     }
 
     /// The data directory in effect.
@@ -75,12 +104,20 @@ impl Settings {
     pub fn server_config(
         &self,
         store: &StoreArgs,
-        listen: Option<String>,
-        max_upload: Option<String>,
-        public_url: Option<String>,
+        opts: ServeOptions,
     ) -> Result<ota_server::ServerConfig> {
         let mut c = ota_server::ServerConfig::new(self.data_dir(store));
         c.database_url = Some(self.database_url(store));
+        let ServeOptions {
+            listen,
+            max_upload,
+            public_url,
+            url_from_request,
+            header_timeout,
+            stall_timeout,
+            drain_timeout,
+            max_connections,
+        } = opts;
         if let Some(l) = listen.or_else(|| self.listen.clone()) {
             c.listen = l
                 .parse::<SocketAddr>()
@@ -94,31 +131,66 @@ impl Settings {
             (None, None) => None,
         };
         if let Some(s) = size {
-            c.max_upload = parse_size(&s)?;
+            c.max_upload = ota_core::size::parse_size(&s).context("max_upload")?;
         }
         c.public_url = public_url.or_else(|| self.public_url.clone());
+        c.url_from_request = url_from_request || self.url_from_request.unwrap_or(false);
+        let duration = |flag: Option<String>,
+                        file: &Option<String>,
+                        what: &str,
+                        into: &mut std::time::Duration|
+         -> Result<()> {
+            if let Some(text) = flag.or_else(|| file.clone()) {
+                *into = humantime::parse_duration(&text)
+                    .with_context(|| format!("invalid {what} {text:?} (e.g. 10s, 2m, 1h)"))?;
+            }
+            Ok(())
+        };
+        duration(
+            header_timeout,
+            &self.header_timeout,
+            "header_timeout",
+            &mut c.limits.header_timeout,
+        )?;
+        duration(
+            stall_timeout,
+            &self.stall_timeout,
+            "stall_timeout",
+            &mut c.limits.stall_timeout,
+        )?;
+        duration(
+            drain_timeout,
+            &self.drain_timeout,
+            "drain_timeout",
+            &mut c.limits.drain_timeout,
+        )?;
+        if let Some(n) = max_connections.or(self.max_connections) {
+            if n == 0 {
+                bail!("max_connections must be at least 1");
+            }
+            c.limits.max_connections = n;
+        }
         Ok(c)
     }
 }
 
-/// Parses `1048576`, `500MB`, `8GiB`, `2G` (K/M/G/T are binary multiples).
-pub fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("invalid size {text:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        u => bail!("invalid size unit {u:?} in {text:?} (use B, KiB, MiB, GiB, TiB)"),
-    };
-    n.checked_mul(mult)
-        .with_context(|| format!("size {text:?} is too large"))
+/// Refuses a file that others than its owner can read (or write), because
+/// of what it holds.
+pub fn refuse_if_shared(path: &Path, why: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable or writable by other users (mode {:04o}) and {why}: run chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -148,16 +220,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_size("8GiB").unwrap(), 8 << 30);
-        assert_eq!(parse_size("500MB").unwrap(), 500 << 20);
-        assert!(parse_size("5 parsecs").is_err());
-        assert!(parse_size("99999999999T").is_err());
-        assert!(parse_size("").is_err());
-    }
-
-    #[test]
     fn dates() {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso8601(1_416_913_926), "2014-11-25T11:12:06Z");
@@ -170,7 +232,7 @@ mod tests {
             toml::from_str("listen = \"0.0.0.0:9000\"\ndata = \"/srv/ota\"\nmax_upload = \"1GiB\"")
                 .unwrap();
         let c = s
-            .server_config(&StoreArgs::default(), None, None, None)
+            .server_config(&StoreArgs::default(), ServeOptions::default())
             .unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.max_upload, 1 << 30);
@@ -178,13 +240,26 @@ mod tests {
         let c = s
             .server_config(
                 &StoreArgs::default(),
-                Some("127.0.0.1:1".into()),
-                Some("2MiB".into()),
-                None,
+                ServeOptions {
+                    listen: Some("127.0.0.1:1".into()),
+                    max_upload: Some("2MB".into()),
+                    stall_timeout: Some("90s".into()),
+                    ..ServeOptions::default()
+                },
             )
             .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:1");
-        assert_eq!(c.max_upload, 2 << 20);
+        assert_eq!(c.max_upload, 2_000_000, "MB is 10^6");
+        assert_eq!(c.limits.stall_timeout.as_secs(), 90);
+        assert!(s
+            .server_config(
+                &StoreArgs::default(),
+                ServeOptions {
+                    drain_timeout: Some("soon".into()),
+                    ..ServeOptions::default()
+                }
+            )
+            .is_err());
         assert!(
             toml::from_str::<Settings>("lisen = 1").is_err(),
             "typos are reported"

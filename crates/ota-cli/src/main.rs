@@ -61,12 +61,29 @@ struct ServeArgs {
     listen: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
-    /// Largest accepted package file, e.g. 8GiB, 500MB, 1048576 [default: 8GiB]
+    /// Largest accepted package file: 8GiB (2^30 units), 500MB (10^6), 1048576 [default: 8GiB]
     #[arg(long, env = "OTA_MAX_UPLOAD")]
     max_upload: Option<String>,
-    /// Public base URL put in `remote` (e.g. https://ota.example.com) [default: from the Host header]
+    /// Base of the download URLs devices get (`remote`), e.g. https://ota.example.com
+    /// [default: http://LISTEN_ADDRESS]
     #[arg(long, env = "OTA_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Without --public-url, build download URLs from each request's Host and
+    /// X-Forwarded-Proto/-Host headers (only behind a proxy that sets them)
+    #[arg(long, env = "OTA_URL_FROM_REQUEST")]
+    url_from_request: bool,
+    /// Time allowed for a request's headers; also ends idle keep-alive connections [default: 10s]
+    #[arg(long, env = "OTA_HEADER_TIMEOUT")]
+    header_timeout: Option<String>,
+    /// An upload or download that moves no byte for this long is cut [default: 60s]
+    #[arg(long, env = "OTA_STALL_TIMEOUT")]
+    stall_timeout: Option<String>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may finish [default: 30s]
+    #[arg(long, env = "OTA_DRAIN_TIMEOUT")]
+    drain_timeout: Option<String>,
+    /// Connections served at once [default: 1024]
+    #[arg(long, env = "OTA_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -91,14 +108,23 @@ enum KeysAction {
     },
 }
 
+/// Logs to stderr: coloured only on a terminal, JSON lines with
+/// `OTA_LOG_FORMAT=json`, filtered by `OTA_LOG` (tracing's env-filter syntax).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OTA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("OTA_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OTA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -137,20 +163,31 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
-    let config = file.server_config(&args.store, args.listen, args.max_upload, args.public_url)?;
+    let config = file.server_config(
+        &args.store,
+        config::ServeOptions {
+            listen: args.listen,
+            max_upload: args.max_upload,
+            public_url: args.public_url,
+            url_from_request: args.url_from_request,
+            header_timeout: args.header_timeout,
+            stall_timeout: args.stall_timeout,
+            drain_timeout: args.drain_timeout,
+            max_connections: args.max_connections,
+        },
+    )?;
     let server = ota_server::Server::bind(config).await?;
     let addr = server.local_addr()?;
     println!("listening on http://{addr}");
     server.run(ota_server::shutdown_signal()).await?;
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
 async fn keys(file: Settings, store: StoreArgs, action: KeysAction) -> Result<()> {
     let url = file.database_url(&store);
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(file.data_dir(&store))
-            .with_context(|| format!("creating {}", file.data_dir(&store).display()))?;
+        ota_store::create_private_dir(&file.data_dir(&store))?;
     }
     let catalogue = ota_store::Catalogue::open(&url).await?;
     match action {

@@ -15,9 +15,13 @@ pub struct PublishArgs {
     /// Server base URL, e.g. http://127.0.0.1:8080
     #[arg(long, env = "OTA_SERVER")]
     server: Option<String>,
-    /// API key (from `ota keys create`)
+    /// API key (from `ota keys create`); prefer --key-file or OTA_KEY, since
+    /// other users can read command lines in `ps`
     #[arg(long, env = "OTA_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// File holding the API key (must not be readable by other users)
+    #[arg(long, env = "OTA_KEY_FILE", conflicts_with = "key")]
+    key_file: Option<PathBuf>,
     /// content.json to send; missing keys are filled from the flags and the file
     #[arg(long)]
     content: Option<PathBuf>,
@@ -34,12 +38,18 @@ pub struct PublishArgs {
     file: PathBuf,
 }
 
-/// Fills `key` from a flag; a flag that contradicts content.json is an error.
-fn fill(map: &mut Map<String, Value>, key: &str, flag: Option<String>) -> Result<()> {
+/// Fills `key` from the flag `flag_name`; a flag that contradicts
+/// content.json is an error.
+fn fill(
+    map: &mut Map<String, Value>,
+    key: &str,
+    flag_name: &str,
+    flag: Option<String>,
+) -> Result<()> {
     if let Some(flag) = flag {
         match map.get(key) {
             Some(Value::String(existing)) if *existing != flag => {
-                bail!("--{key} {flag:?} contradicts content.json's {key} {existing:?}")
+                bail!("{flag_name} {flag:?} contradicts content.json's {key} {existing:?}")
             }
             _ => {
                 map.insert(key.into(), Value::String(flag));
@@ -54,10 +64,14 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
     let server = args.server.or(settings.publish.server).context(
         "no server: pass --server URL (or OTA_SERVER, or [publish] server in the config)",
     )?;
-    let key = args
-        .key
-        .or(settings.publish.key)
-        .context("no API key: pass --key KEY (or OTA_KEY, or [publish] key in the config)")?;
+    let key = match (args.key, args.key_file.or(settings.publish.key_file)) {
+        (Some(k), _) => k,
+        (None, Some(path)) => read_key_file(&path)?,
+        (None, None) => settings.publish.key.context(
+            "no API key: pass --key-file FILE (or OTA_KEY_FILE, OTA_KEY, or [publish] key_file in the config)",
+        )?,
+    };
+    warn_if_plain_http(&server);
     let mut map = match &args.content {
         Some(path) => {
             let text =
@@ -71,9 +85,18 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
         }
         None => Map::new(),
     };
-    fill(&mut map, "package", args.package)?;
-    fill(&mut map, "version", args.version)?;
-    fill(&mut map, "branch", args.branch)?;
+    fill(&mut map, "package", "--package", args.package)?;
+    fill(&mut map, "version", "--pkg-version", args.version)?;
+    fill(&mut map, "branch", "--branch", args.branch)?;
+    for (key, flag) in [("package", "--package"), ("version", "--pkg-version")] {
+        if !map.contains_key(key) {
+            let source = match &args.content {
+                Some(p) => format!("{} has no {key:?}", p.display()),
+                None => "no content.json given".to_owned(),
+            };
+            bail!("no {key}: {source}; pass {flag} or add \"{key}\" to content.json");
+        }
+    }
 
     let path = args.file.clone();
     let (sha, size) = tokio::task::spawn_blocking(move || -> Result<(Sha256Hex, u64)> {
@@ -154,6 +177,20 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
             body.trim()
         );
     }
+    // A file over the server's limit is refused here rather than cut off
+    // mid-stream, where the client may see a reset instead of the reason.
+    if let Ok(info) = auth.json::<Value>().await {
+        if let Some(limit) = info.get("max_upload").and_then(Value::as_u64) {
+            if size > limit {
+                bail!(
+                    "{} is {} but the server accepts at most {} (its --max-upload); nothing was sent",
+                    args.file.display(),
+                    ota_core::size::describe(size),
+                    ota_core::size::describe(limit)
+                );
+            }
+        }
+    }
     let url = format!("{}/update", server.trim_end_matches('/'));
     let response = client
         .put(&url)
@@ -161,7 +198,9 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
         .multipart(form)
         .send()
         .await
-        .with_context(|| format!("uploading to {url}"))?;
+        .with_context(|| {
+            format!("uploading to {url} (the connection failed before the server answered)")
+        })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -182,5 +221,36 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
         }
         304 => bail!("the server received different bytes than were sent (SHA-256 mismatch); nothing was stored, retry"),
         _ => bail!("the server refused the upload ({status}): {}", body.trim()),
+    }
+}
+
+/// Reads a key file, refusing one that other users can read.
+fn read_key_file(path: &std::path::Path) -> Result<String> {
+    crate::config::refuse_if_shared(path, "it holds an API key")?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    let key = text.trim().to_owned();
+    if key.is_empty() {
+        bail!("key file {} is empty", path.display());
+    }
+    Ok(key)
+}
+
+/// Warns when a key would cross the network in clear text.
+fn warn_if_plain_http(server: &str) {
+    let Ok(url) = url::Url::parse(server) else {
+        return;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => true,
+    };
+    if url.scheme() == "http" && !loopback {
+        eprintln!(
+            "warning: sending the API key over plain http:// to {}; anyone on the path can read it (use https://)",
+            url.host_str().unwrap_or_default()
+        );
     }
 }

@@ -57,7 +57,15 @@ fn ota(args: &[&str]) -> std::process::Output {
 }
 
 fn create_key(data: &Path) -> String {
-    let out = ota(&["keys", "create", "ci", "--data", data.to_str().unwrap()]);
+    let out = ota(&[
+        "keys",
+        "create",
+        "ci",
+        "--scope",
+        "admin",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",

@@ -204,7 +204,11 @@ pub fn check_local(path: &str) -> Result<(), String> {
     let rest = path.strip_prefix('/').unwrap_or(path);
     for part in rest.split('/') {
         match part {
-            "" => return Err(format!("{path:?} has an empty component (// or a trailing /)")),
+            "" => {
+                return Err(format!(
+                    "{path:?} has an empty component (// or a trailing /)"
+                ))
+            }
             "." | ".." => return Err(format!("{path:?} must be normalised (no . or ..)")),
             _ => {}
         }

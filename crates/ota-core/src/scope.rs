@@ -179,7 +179,15 @@ mod tests {
         assert!(!s.may_set_hooks("org.other") && !s.is_admin());
         assert_eq!(s.to_string(), "publish:org.* hooks:org.app");
         assert!(Scopes::admin().may_set_hooks("x") && Scopes::admin().may_publish("y"));
-        for bad in ["", "root", "publish:", "publish:a/b", "hooks", "admin:x", "publish:a b:c"] {
+        for bad in [
+            "",
+            "root",
+            "publish:",
+            "publish:a/b",
+            "hooks",
+            "admin:x",
+            "publish:a b:c",
+        ] {
             assert!(bad.parse::<Scopes>().is_err(), "{bad:?}");
         }
         let only_hooks: Scopes = "hooks:*".parse().unwrap();

@@ -16,7 +16,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
     /// No number, or not a whole number.
-    #[error("invalid size {0:?}: expected a whole number with an optional unit, e.g. 500MB or 8GiB")]
+    #[error(
+        "invalid size {0:?}: expected a whole number with an optional unit, e.g. 500MB or 8GiB"
+    )]
     Syntax(String),
     /// A unit this parser does not know (or an ambiguous one).
     #[error("invalid size unit {unit:?} in {text:?}: use B, kB, MB, GB, TB (powers of 10) or KiB, MiB, GiB, TiB (powers of 2)")]
@@ -65,7 +67,12 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
 
 /// Formats a byte count for messages: `1048576 bytes (1 MiB)`.
 pub fn describe(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
     for (size, name) in UNITS {
         if bytes >= size {
             let whole = bytes / size;
@@ -101,8 +108,14 @@ mod tests {
         for bad in ["", "MB", "1.5GB", "-1", "5 parsecs", "1M", "2G", "1Mb/s"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }
-        assert!(matches!(parse_size("99999999999TiB"), Err(SizeError::Overflow(_))));
-        assert!(matches!(parse_size("99999999999999999999999"), Err(SizeError::Overflow(_))));
+        assert!(matches!(
+            parse_size("99999999999TiB"),
+            Err(SizeError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_size("99999999999999999999999"),
+            Err(SizeError::Overflow(_))
+        ));
     }
 
     #[test]

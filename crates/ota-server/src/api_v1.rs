@@ -50,15 +50,17 @@ impl Page {
 
     /// The slice of `items` after the one whose key is `after`, and the
     /// key to ask for the next page with (if there is one).
-    fn apply<'a, T>(&self, items: &'a [T], key: impl Fn(&T) -> &str) -> Result<(&'a [T], Option<String>), ApiError> {
+    fn apply<'a, T>(
+        &self,
+        items: &'a [T],
+        key: impl Fn(&T) -> &str,
+    ) -> Result<(&'a [T], Option<String>), ApiError> {
         let start = match &self.after {
             None => 0,
             Some(a) => {
-                items
-                    .iter()
-                    .position(|i| key(i) == a)
-                    .ok_or_else(|| ApiError::bad_request(format!("after={a:?} is not in the list")))?
-                    + 1
+                items.iter().position(|i| key(i) == a).ok_or_else(|| {
+                    ApiError::bad_request(format!("after={a:?} is not in the list"))
+                })? + 1
             }
         };
         let end = (start + self.limit()?).min(items.len());
@@ -145,7 +147,10 @@ pub async fn list_versions(
         );
     }
     let (items, next) = page.apply(&view.entries, |e| &e.version)?;
-    let versions: Vec<Value> = items.iter().map(|e| entry_json(&state, &headers, e)).collect();
+    let versions: Vec<Value> = items
+        .iter()
+        .map(|e| entry_json(&state, &headers, e))
+        .collect();
     Ok(Json(json!({ "versions": versions, "next": next })))
 }
 

@@ -327,7 +327,10 @@ mod tests {
         // Keep branches 0..10 hot while 1,000 more arrive.
         for i in 100..1100 {
             for hot in 0..10 {
-                assert!(c.get("p", &hot.to_string()).0.is_some(), "hot {hot} evicted at {i}");
+                assert!(
+                    c.get("p", &hot.to_string()).0.is_some(),
+                    "hot {hot} evicted at {i}"
+                );
             }
             let (_, e) = c.get("p", &i.to_string());
             c.insert("p", &i.to_string(), e, view(1));

@@ -353,7 +353,8 @@ fn parse_headers(block: &[u8]) -> Result<PartHeaders, MultipartError> {
 
 /// `; key=value; key="quoted \" value"` pairs.
 fn parse_params(mut s: &str) -> Result<Vec<(String, String)>, MultipartError> {
-    let bad = |s: &str| MultipartError::Header(format!("bad Content-Disposition near {:?}", truncate(s)));
+    let bad =
+        |s: &str| MultipartError::Header(format!("bad Content-Disposition near {:?}", truncate(s)));
     let mut out = Vec::new();
     loop {
         s = s.trim_start_matches([' ', '\t', ';']);
@@ -412,7 +413,11 @@ mod tests {
                     Event::Part(h) => parts.push((h.name, Vec::new())),
                     Event::Data(d) => {
                         assert!(!d.is_empty());
-                        parts.last_mut().expect("data inside a part").1.extend_from_slice(&d)
+                        parts
+                            .last_mut()
+                            .expect("data inside a part")
+                            .1
+                            .extend_from_slice(&d)
                     }
                     Event::PartEnd | Event::End => {}
                 }
@@ -462,15 +467,24 @@ mod tests {
     #[test]
     fn limits() {
         let endless = [b"--b0undary\r\nX-Long: ".as_slice(), &[b'a'; 9000]].concat();
-        assert_eq!(run(&endless, 100), Err(MultipartError::HeadersTooLarge(8192)));
+        assert_eq!(
+            run(&endless, 100),
+            Err(MultipartError::HeadersTooLarge(8192))
+        );
         let preamble = vec![b'x'; 10_000];
         assert_eq!(run(&preamble, 100), Err(MultipartError::Preamble(4096)));
         let many: Vec<(&str, &[u8])> = vec![("a", b"1"); 9];
         assert_eq!(run(&form(&many), 50), Err(MultipartError::TooManyParts(8)));
         let truncated = form(&[("file", b"abc")]);
-        assert_eq!(run(&truncated[..truncated.len() - 6], 4), Err(MultipartError::Truncated));
         assert_eq!(
-            run(b"--b0undary\r\nContent-Type: x\r\n\r\nabc\r\n--b0undary--", 4),
+            run(&truncated[..truncated.len() - 6], 4),
+            Err(MultipartError::Truncated)
+        );
+        assert_eq!(
+            run(
+                b"--b0undary\r\nContent-Type: x\r\n\r\nabc\r\n--b0undary--",
+                4
+            ),
             Err(MultipartError::NoName)
         );
         assert_eq!(run(b"--b0undaryZZ", 4), Err(MultipartError::BoundaryLine));

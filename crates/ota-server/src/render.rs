@@ -170,7 +170,12 @@ fn to_json(map: &Map<String, Value>) -> String {
 }
 
 /// The content.json as a JSON value with its `remote` filled in (for the JSON API).
-pub fn content_value(content: &str, sha256: &str, base: &DownloadBase, headers: &HeaderMap) -> Value {
+pub fn content_value(
+    content: &str,
+    sha256: &str,
+    base: &DownloadBase,
+    headers: &HeaderMap,
+) -> Value {
     match serde_json::from_str::<Value>(content) {
         Ok(Value::Object(mut map)) => {
             if !map.contains_key("remote") {
@@ -214,7 +219,10 @@ mod tests {
         let evil = headers(&[("host", "x\",\"remote\":\"http://evil")]);
         let v: Value = serde_json::from_slice(&a.body(&dynamic, &evil)).unwrap();
         assert_eq!(v["remote"], "http://127.0.0.1:8080/otafiles/ff");
-        let fwd = headers(&[("host", "inner"), ("x-forwarded-host", "ota.example.com, inner")]);
+        let fwd = headers(&[
+            ("host", "inner"),
+            ("x-forwarded-host", "ota.example.com, inner"),
+        ]);
         assert_eq!(dynamic.for_request(&fwd), "http://ota.example.com");
     }
 
@@ -228,7 +236,13 @@ mod tests {
 
     #[test]
     fn public_url_checks() {
-        for bad in ["ftp://x", "https://u:p@h", "https://h/?q=1", "not a url", "https://h/#f"] {
+        for bad in [
+            "ftp://x",
+            "https://u:p@h",
+            "https://h/?q=1",
+            "not a url",
+            "https://h/#f",
+        ] {
             assert!(DownloadBase::fixed(bad).is_err(), "{bad}");
         }
         assert_eq!(

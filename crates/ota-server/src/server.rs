@@ -94,8 +94,7 @@ impl Server {
     /// Locks the data directory, opens the catalogue (migrating it), clears
     /// what a crash left behind and binds the listening socket.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        ota_store::create_private_dir(&config.data_dir)?;
         let blobs = BlobStore::open(&config.data_dir)
             .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
         let lock = blobs.lock().context("locking the data directory")?;
@@ -179,6 +178,13 @@ impl Server {
         let state = self.state.clone();
         let poller = tokio::spawn(poll_generation(state.clone(), self.poll));
         let app = Self::router(state.clone());
+        if let Ok(addr) = self.listener.local_addr() {
+            let base = match state.download_base.as_ref() {
+                DownloadBase::Fixed(b) => b.clone(),
+                DownloadBase::FromRequest { .. } => "from each request's Host".to_owned(),
+            };
+            tracing::info!("serving on {addr}; download URLs: {base}/otafiles/…");
+        }
         connections::serve(self.listener, app, self.limits, shutdown).await;
         poller.abort();
         state.catalogue.close().await;

@@ -312,7 +312,9 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared_len.filter(|n| *n > state.max_upload.saturating_add(MULTIPART_OVERHEAD)) {
+    if let Some(n) =
+        declared_len.filter(|n| *n > state.max_upload.saturating_add(MULTIPART_OVERHEAD))
+    {
         return Err(ApiError::too_large(format!(
             "upload of {n} bytes exceeds the limit of {}",
             ota_core::size::describe(state.max_upload)

@@ -105,7 +105,9 @@ impl TestServer {
 
     /// Creates another key with the given scopes.
     pub async fn key_with(&self, name: &str, scopes: &str) -> String {
-        let cat = ota_store::Catalogue::open(&self.database_url).await.unwrap();
+        let cat = ota_store::Catalogue::open(&self.database_url)
+            .await
+            .unwrap();
         let key = cat
             .create_key(name, &scopes.parse().unwrap())
             .await

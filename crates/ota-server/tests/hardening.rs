@@ -55,7 +55,10 @@ async fn download_urls_follow_the_configuration_not_the_publisher() {
 
     // A public URL configured later applies to versions published before.
     let dir = s.stop_keeping_data().await;
-    let s = start_in(dir, |c| c.public_url = Some("https://ota.example.com".into())).await;
+    let s = start_in(dir, |c| {
+        c.public_url = Some("https://ota.example.com".into())
+    })
+    .await;
     let want = format!("https://ota.example.com/otafiles/{}", sha(&file));
     for path in [
         "/maxVersion?package=hostdemo&branch=main",
@@ -76,7 +79,10 @@ async fn download_urls_follow_the_configuration_not_the_publisher() {
     let dir = s.stop_keeping_data().await;
     let s = start_in(dir, |c| c.url_from_request = true).await;
     let j: Value = client()
-        .get(format!("{}/maxVersion?package=hostdemo&branch=main", s.base))
+        .get(format!(
+            "{}/maxVersion?package=hostdemo&branch=main",
+            s.base
+        ))
         .header("x-forwarded-host", "updates.example.org")
         .header("x-forwarded-proto", "https")
         .send()
@@ -149,15 +155,9 @@ async fn slow_headers_are_cut_off_but_slow_downloads_are_not() {
 
     // A reader that stops altogether is cut after the stall timeout.
     let mut sock = TcpStream::connect(s.addr()).await.unwrap();
-    sock.write_all(
-        format!(
-            "GET /otafiles/{} HTTP/1.1\r\nHost: x\r\n\r\n",
-            sha(&file)
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    sock.write_all(format!("GET /otafiles/{} HTTP/1.1\r\nHost: x\r\n\r\n", sha(&file)).as_bytes())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut total = 0usize;
     let r = tokio::time::timeout(Duration::from_secs(10), async {
@@ -285,7 +285,10 @@ async fn key_scopes_are_enforced_on_every_write() {
     let narrow = s.key_with("narrow", "publish:org.example.*").await;
     let file = b"scoped".to_vec();
     let mine = content("org.example.app", "main", "1", &file);
-    assert_eq!(s.put_update_as(Some(&narrow), &mine, &file).await.status(), 200);
+    assert_eq!(
+        s.put_update_as(Some(&narrow), &mine, &file).await.status(),
+        200
+    );
     // Another package: 403, over both upload routes and delete.
     let theirs = content("com.other", "main", "1", &file);
     let r = s.put_update_as(Some(&narrow), &theirs, &file).await;
@@ -312,9 +315,14 @@ async fn key_scopes_are_enforced_on_every_write() {
             .bearer_auth(key)
             .send()
     };
-    assert_eq!(del(narrow.clone(), "com.other").await.unwrap().status(), 403);
     assert_eq!(
-        s.get("/maxVersion?package=com.other&branch=main").await.status(),
+        del(narrow.clone(), "com.other").await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        s.get("/maxVersion?package=com.other&branch=main")
+            .await
+            .status(),
         200,
         "still there"
     );
@@ -329,8 +337,17 @@ async fn key_scopes_are_enforced_on_every_write() {
     let hooks = s
         .key_with("hooks", "publish:org.example.* hooks:org.example.app")
         .await;
-    assert_eq!(s.put_update_as(Some(&hooks), &hooked, &file).await.status(), 200);
-    assert_eq!(del(narrow.clone(), "org.example.app").await.unwrap().status(), 204);
+    assert_eq!(
+        s.put_update_as(Some(&hooks), &hooked, &file).await.status(),
+        200
+    );
+    assert_eq!(
+        del(narrow.clone(), "org.example.app")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(del(s.key.clone(), "com.other").await.unwrap().status(), 204);
     // The auth check tells a publisher its scopes and the size limit.
     let j: Value = client()
@@ -360,14 +377,23 @@ async fn multipart_framing_is_bounded() {
         async move { raw(&addr, &head, &body).await }
     };
     // A part header that never ends: refused after a few KiB, not buffered.
-    let mut endless = b"--bnd\r\nContent-Disposition: form-data; name=\"content\"\r\nX-Pad: ".to_vec();
+    let mut endless =
+        b"--bnd\r\nContent-Disposition: form-data; name=\"content\"\r\nX-Pad: ".to_vec();
     endless.extend(std::iter::repeat_n(b'a', 4 << 20));
     let out = send(endless).await;
-    assert!(out.starts_with("HTTP/1.1 431"), "{}", &out[..out.len().min(200)]);
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
     assert!(out.contains("headers exceed 8192 bytes"));
     // A preamble that never reaches a boundary.
     let out = send(vec![b'x'; 1 << 20]).await;
-    assert!(out.starts_with("HTTP/1.1 400"), "{}", &out[..out.len().min(200)]);
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
     assert!(out.contains("no multipart boundary within"));
     // A body cut before its closing boundary.
     let file = b"abc".to_vec();
@@ -387,10 +413,24 @@ async fn what_reaches_devices_is_checked_at_publish() {
     let file = b"v".to_vec();
     let h = sha(&file);
     for (bad, why) in [
-        (format!(r#"{{"package":"app","version":"01.2","sha256":"{h}"}}"#), "leading zeros"),
-        (format!(r#"{{"package":"app","version":"1","sha256":"{h}","local":"opt/app"}}"#), "absolute"),
-        (format!(r#"{{"package":"app","version":"1","sha256":"{h}","local":"/opt/../etc"}}"#), "normalised"),
-        (format!(r#"{{"package":"app","version":"1","sha256":"{h}","remote":"file:///etc/shadow"}}"#), "http"),
+        (
+            format!(r#"{{"package":"app","version":"01.2","sha256":"{h}"}}"#),
+            "leading zeros",
+        ),
+        (
+            format!(r#"{{"package":"app","version":"1","sha256":"{h}","local":"opt/app"}}"#),
+            "absolute",
+        ),
+        (
+            format!(r#"{{"package":"app","version":"1","sha256":"{h}","local":"/opt/../etc"}}"#),
+            "normalised",
+        ),
+        (
+            format!(
+                r#"{{"package":"app","version":"1","sha256":"{h}","remote":"file:///etc/shadow"}}"#
+            ),
+            "http",
+        ),
     ] {
         let r = s.put_update(&bad, &file).await;
         assert_eq!(r.status(), 400, "{bad}");
@@ -399,7 +439,9 @@ async fn what_reaches_devices_is_checked_at_publish() {
     }
     s.publish("app", "main", "1.2", &file).await;
     assert_eq!(
-        s.get("/getVersion?package=app&branch=main&version=01.2").await.status(),
+        s.get("/getVersion?package=app&branch=main&version=01.2")
+            .await
+            .status(),
         400
     );
     s.stop().await;
@@ -437,10 +479,28 @@ async fn version_lists_are_paged() {
     assert_eq!(j["versions"].as_array().unwrap().len(), 1);
     assert_eq!(j["next"], Value::Null);
     assert_eq!(
-        s.get("/api/v1/packages/app/branches/main/versions?limit=0").await.status(),
+        s.get("/api/v1/packages/app/branches/main/versions?limit=0")
+            .await
+            .status(),
         400
     );
-    let j: Value = s.get("/api/v1/packages?limit=1").await.json().await.unwrap();
+    let j: Value = s
+        .get("/api/v1/packages?limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(j["packages"][0]["name"], "app");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn data_directory_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = start().await;
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(s.data()), 0o700);
+    assert_eq!(mode(s.data().join("ota.db")), 0o600);
+    assert_eq!(mode(s.data().join("lock")), 0o600);
     s.stop().await;
 }

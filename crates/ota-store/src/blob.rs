@@ -60,6 +60,7 @@ impl BlobStore {
     /// Opens (creating if needed) the blob store under `data_dir`.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let root = data_dir.to_path_buf();
+        crate::private::create_private_dir_io(&root)?;
         fs::create_dir_all(root.join("blobs"))?;
         fs::create_dir_all(root.join("tmp"))?;
         Ok(BlobStore { root })
@@ -68,10 +69,12 @@ impl BlobStore {
     /// Takes the data directory's exclusive lock, failing at once if another
     /// server holds it.
     pub fn lock(&self) -> io::Result<DataDirLock> {
+        use std::os::unix::fs::OpenOptionsExt;
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(self.root.join("lock"))?;
         match file.try_lock() {
             Ok(()) => Ok(DataDirLock { _file: file }),

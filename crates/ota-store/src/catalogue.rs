@@ -46,7 +46,9 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// An active key already has this name.
-    #[error("an active API key named {0:?} already exists (revoke it first, or pick another name)")]
+    #[error(
+        "an active API key named {0:?} already exists (revoke it first, or pick another name)"
+    )]
     KeyExists(String),
     /// A stored row is not what this version writes.
     #[error("corrupt catalogue row: {0}")]
@@ -210,6 +212,9 @@ impl Catalogue {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
+        if backend == Backend::Sqlite {
+            crate::private::private_sqlite_file(url)?;
+        }
         let mut options = AnyPoolOptions::new()
             // SQLite in WAL mode reads concurrently; writers queue on busy_timeout.
             .max_connections(16)

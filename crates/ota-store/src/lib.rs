@@ -8,12 +8,15 @@
 mod blob;
 mod catalogue;
 mod migrate;
+mod private;
 pub mod testdb;
 
 pub use blob::{BlobStore, BlobWriter, CommitError, Committed, DataDirLock};
 pub use catalogue::{
-    Backend, Catalogue, Entry, KeyAuth, KeyInfo, NewEntry, PackageSummary, PublishOutcome, StoreError,
+    Backend, Catalogue, Entry, KeyAuth, KeyInfo, NewEntry, PackageSummary, PublishOutcome,
+    StoreError,
 };
+pub use private::create_private_dir;
 
 /// Removes what a crash can leave behind: temporary upload files, and blobs
 /// that no catalogue row references (a crash between storing a blob and

@@ -131,7 +131,10 @@ async fn apply(conn: &mut AnyConnection, backend: Backend, upto: i64) -> Result<
     let current: i64 = row
         .try_get("v")
         .map_err(|e| StoreError::db("reading schema version", e))?;
-    for m in MIGRATIONS.iter().filter(|m| m.version > current && m.version <= upto) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= upto)
+    {
         let stmts = match backend {
             Backend::Sqlite => m.sqlite,
             Backend::Postgres => m.postgres,

@@ -209,7 +209,13 @@ both_backends!(api_keys, |url: String, _dir| async move {
     assert!(cat.list_keys().await.unwrap()[0].revoked_at.is_some());
     // A revoked key's name can be taken again; the old key stays revoked.
     let again = cat.create_key("ci", &Scopes::admin()).await.unwrap();
-    assert!(cat.verify_key(&again).await.unwrap().unwrap().scopes.is_admin());
+    assert!(cat
+        .verify_key(&again)
+        .await
+        .unwrap()
+        .unwrap()
+        .scopes
+        .is_admin());
     assert_eq!(cat.verify_key(&token).await.unwrap(), None);
     let keys = cat.list_keys().await.unwrap();
     assert_eq!(keys.len(), 2);
@@ -233,34 +239,29 @@ both_backends!(
     }
 );
 
-both_backends!(
-    upgrade_from_schema_1,
-    |url: String, _dir| async move {
-        let old = Catalogue::open_at_schema(&url, 1).await.unwrap();
-        let sha = "ab".repeat(32);
-        let mut served = entry("app", "main", "1", &sha);
-        served.content = format!(
-            r#"{{"package":"app","branch":"main","version":"1","sha256":"{sha}","remote":"http://internal-ci.lan:9999/otafiles/{sha}"}}"#
-        );
-        let mut own = entry("app", "main", "2", &sha);
-        own.content = format!(
-            r#"{{"package":"app","branch":"main","version":"2","sha256":"{sha}","remote":"https://cdn.example.com/app-2.bin"}}"#
-        );
-        old.publish(&served).await.unwrap();
-        old.publish(&own).await.unwrap();
-        old.close().await;
-        let cat = Catalogue::open(&url).await.unwrap();
-        let v1: serde_json::Value =
-            serde_json::from_str(&cat.get("app", "main", "1").await.unwrap().unwrap().content)
-                .unwrap();
-        assert!(v1.get("remote").is_none(), "the frozen URL is gone: {v1}");
-        assert_eq!(v1["version"], "1");
-        let v2: serde_json::Value =
-            serde_json::from_str(&cat.get("app", "main", "2").await.unwrap().unwrap().content)
-                .unwrap();
-        assert_eq!(v2["remote"], "https://cdn.example.com/app-2.bin");
-    }
-);
+both_backends!(upgrade_from_schema_1, |url: String, _dir| async move {
+    let old = Catalogue::open_at_schema(&url, 1).await.unwrap();
+    let sha = "ab".repeat(32);
+    let mut served = entry("app", "main", "1", &sha);
+    served.content = format!(
+        r#"{{"package":"app","branch":"main","version":"1","sha256":"{sha}","remote":"http://internal-ci.lan:9999/otafiles/{sha}"}}"#
+    );
+    let mut own = entry("app", "main", "2", &sha);
+    own.content = format!(
+        r#"{{"package":"app","branch":"main","version":"2","sha256":"{sha}","remote":"https://cdn.example.com/app-2.bin"}}"#
+    );
+    old.publish(&served).await.unwrap();
+    old.publish(&own).await.unwrap();
+    old.close().await;
+    let cat = Catalogue::open(&url).await.unwrap();
+    let v1: serde_json::Value =
+        serde_json::from_str(&cat.get("app", "main", "1").await.unwrap().unwrap().content).unwrap();
+    assert!(v1.get("remote").is_none(), "the frozen URL is gone: {v1}");
+    assert_eq!(v1["version"], "1");
+    let v2: serde_json::Value =
+        serde_json::from_str(&cat.get("app", "main", "2").await.unwrap().unwrap().content).unwrap();
+    assert_eq!(v2["remote"], "https://cdn.example.com/app-2.bin");
+});
 
 #[tokio::test]
 async fn unsupported_url_is_a_clear_error() {
