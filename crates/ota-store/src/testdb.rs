@@ -10,11 +10,23 @@ use sqlx::{Connection, Executor};
 /// The environment variable naming the PostgreSQL server for tests.
 pub const ENV: &str = "OTA_TEST_DATABASE_URL";
 
+/// Set to `1` (as `scripts/test` does) to make every test that would skip
+/// for a missing outside tool or server fail instead.
+pub const STRICT_ENV: &str = "OTA_TEST_STRICT";
+
+/// Announces a skipped part of a test, or panics under [`STRICT_ENV`].
+pub fn skip(what: &str) {
+    if std::env::var(STRICT_ENV).is_ok_and(|v| v == "1") {
+        panic!("{what}, and {STRICT_ENV}=1 forbids skipping");
+    }
+    eprintln!("notice: {what}; skipping (scripts/test installs it)");
+}
+
 /// Creates a new empty PostgreSQL database and returns its URL, or `None`
 /// (after printing a notice) when [`ENV`] is unset.
 pub async fn fresh_postgres(test: &str) -> Result<Option<String>, StoreError> {
     let Ok(admin) = std::env::var(ENV) else {
-        eprintln!("notice: {ENV} is unset; skipping the PostgreSQL run of {test}");
+        skip(&format!("{ENV} is unset: no PostgreSQL run of {test}"));
         return Ok(None);
     };
     sqlx::any::install_default_drivers();
