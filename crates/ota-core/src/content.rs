@@ -1,4 +1,4 @@
-//! The `content.json` package manifest (seed 003).
+//! The `content.json` package manifest of the package API.
 //!
 //! | key | type | meaning |
 //! |---|---|---|
@@ -6,7 +6,7 @@
 //! | `version` | string, required | version ([`crate::version`]) |
 //! | `sha256` | string, required | SHA-256 of the package file, 64 hex |
 //! | `branch` | string | branch; [`DEFAULT_BRANCH`] when absent |
-//! | `description`, `local`, `remote`, `BeforeUpdate`, `AfterUpdate`, `restore` | string | as in the seed |
+//! | `description`, `local`, `remote`, `BeforeUpdate`, `AfterUpdate`, `restore` | string | as the package API defines them |
 //! | `dependencies` | object or array | dependencies |
 //!
 //! `local` must be an absolute, normalised path (no `.`, `..` or empty

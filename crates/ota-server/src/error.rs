@@ -1,4 +1,4 @@
-//! API errors. The seed 003 endpoints answer with a status and a plain-text
+//! API errors. The package API answers with a status and a plain-text
 //! message; `/api/v1/` answers with `{"error":{"code":…,"message":…}}`.
 
 use axum::http::StatusCode;
@@ -54,7 +54,7 @@ impl ApiError {
         )
     }
 
-    /// The plain-text answer of the seed 003 endpoints.
+    /// The plain-text answer of the package API.
     pub fn into_plain(self) -> Response {
         (
             self.status,
@@ -92,7 +92,7 @@ impl<E: Into<ApiError>> From<E> for JsonError {
     }
 }
 
-/// Wraps a handler result for the seed 003 endpoints.
+/// Wraps a handler result for the package API.
 pub struct PlainError(pub ApiError);
 
 impl IntoResponse for PlainError {

@@ -1,4 +1,4 @@
-//! The seed 003 API, exactly: `GET /maxVersion`, `GET /getVersion`,
+//! The package API, exactly: `GET /maxVersion`, `GET /getVersion`,
 //! `PUT /update`. Errors are plain text; a hash mismatch on upload is `304`.
 
 use crate::error::{ApiError, PlainError};
@@ -101,7 +101,7 @@ pub async fn update(State(state): State<AppState>, req: Request) -> Response {
         }
         Err(UploadError::HashMismatch(msg)) => {
             tracing::warn!("upload refused: {msg}");
-            // The seed's contract: 304, nothing stored. A 304 has no body.
+            // The package API's contract: 304, nothing stored. A 304 has no body.
             StatusCode::NOT_MODIFIED.into_response()
         }
         Err(UploadError::Api(e)) => e.into_plain(),

@@ -1,4 +1,4 @@
-//! The update server: the seed 003 package API (`/maxVersion`, `/getVersion`,
+//! The update server: the package API (`/maxVersion`, `/getVersion`,
 //! `/otafiles/<sha256>`, `PUT /update`), a JSON API under `/api/v1/`, and
 //! resumable downloads, over an [`ota_store::Catalogue`] and
 //! [`ota_store::BlobStore`].
@@ -7,6 +7,18 @@
 //! filled from the catalogue on a miss and dropped when a version is published
 //! or deleted, here or (through the catalogue generation) by another server
 //! sharing the database.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let mut config = ota_server::ServerConfig::new(dir.path().join("data"));
+//! config.listen = "127.0.0.1:0".parse()?; // any free port
+//! let server = ota_server::Server::bind(config).await?;
+//! println!("listening on http://{}", server.local_addr()?);
+//! // Serve until the future resolves (here at once), then drain and stop.
+//! server.run(async {}).await?;
+//! # Ok(()) }
+//! ```
 
 pub mod api_v1;
 pub mod cache;

@@ -195,8 +195,12 @@ async fn parse_form(
     body: &mut BodyStream,
 ) -> Result<Form, UploadError> {
     let mut parser = MultipartParser::new(boundary, Limits::default())?;
-    let mut form = Form::default();
-    let mut current = Current::None;
+    let mut receiver = FormReceiver {
+        state,
+        key,
+        form: Form::default(),
+        current: Current::None,
+    };
     loop {
         let chunk = match tokio::time::timeout(state.body_stall, body.next()).await {
             Err(_) => {
@@ -212,7 +216,7 @@ async fn parse_form(
             }
             Ok(None) => {
                 parser.finish()?;
-                return Ok(form);
+                return Ok(receiver.form);
             }
             Ok(Some(Err(e))) => {
                 return Err(ApiError::bad_request(format!("reading the upload: {e}")).into())
@@ -222,85 +226,109 @@ async fn parse_form(
         parser.push(&chunk);
         while let Some(event) = parser.next_event()? {
             match event {
-                Event::Part(h) => {
-                    current = match h.name.as_str() {
-                        "content" if form.content.is_none() => Current::Content(Vec::new()),
-                        "file" if form.file.is_none() => {
-                            let blobs = state.blobs.clone();
-                            let writer = tokio::task::spawn_blocking(move || blobs.begin())
-                                .await
-                                .map_err(|e| ApiError::internal("starting an upload", e))?
-                                .map_err(|e| io_error("starting an upload", e))?;
-                            Current::File(FilePart {
-                                writer,
-                                buf: Vec::with_capacity(BATCH),
-                                total: 0,
-                            })
-                        }
-                        "content" | "file" => {
-                            return Err(ApiError::bad_request(format!(
-                                "form field {:?} appears twice",
-                                h.name
-                            ))
-                            .into())
-                        }
-                        other => {
-                            return Err(ApiError::bad_request(format!(
-                                "unexpected form field {:?}; expected 'content' and 'file'",
-                                other.chars().take(64).collect::<String>()
-                            ))
-                            .into())
-                        }
-                    }
-                }
-                Event::Data(data) => match &mut current {
-                    Current::Content(buf) => {
-                        if buf.len() + data.len() > MAX_CONTENT_BYTES {
-                            return Err(ApiError::too_large(format!(
-                                "content.json is larger than {MAX_CONTENT_BYTES} bytes"
-                            ))
-                            .into());
-                        }
-                        buf.extend_from_slice(&data);
-                    }
-                    Current::File(f) => {
-                        f.total += data.len() as u64;
-                        if f.total > state.max_upload {
-                            return Err(ApiError::too_large(format!(
-                                "file exceeds the limit of {}",
-                                ota_core::size::describe(state.max_upload)
-                            ))
-                            .into());
-                        }
-                        f.buf.extend_from_slice(&data);
-                        if f.buf.len() >= BATCH {
-                            if let Current::File(FilePart { writer, buf, total }) =
-                                std::mem::replace(&mut current, Current::None)
-                            {
-                                let (writer, mut buf) = write_batch(writer, buf).await?;
-                                buf.clear();
-                                current = Current::File(FilePart { writer, buf, total });
-                            }
-                        }
-                    }
-                    Current::None => {}
-                },
-                Event::PartEnd => match std::mem::replace(&mut current, Current::None) {
-                    Current::Content(buf) => form.content = Some(accept_content(&buf, key, state)?),
-                    Current::File(FilePart { writer, buf, .. }) => {
-                        let writer = if buf.is_empty() {
-                            writer
-                        } else {
-                            write_batch(writer, buf).await?.0
-                        };
-                        form.file = Some(writer);
-                    }
-                    Current::None => {}
-                },
+                Event::Part(h) => receiver.begin_part(&h.name).await?,
+                Event::Data(data) => receiver.data(&data).await?,
+                Event::PartEnd => receiver.end_part().await?,
                 // Nothing after the closing boundary matters.
-                Event::End => return Ok(form),
+                Event::End => return Ok(receiver.form),
             }
         }
+    }
+}
+
+/// Turns parser events into a [`Form`].
+struct FormReceiver<'a> {
+    state: &'a AppState,
+    key: &'a KeyAuth,
+    form: Form,
+    current: Current,
+}
+
+impl FormReceiver<'_> {
+    async fn begin_part(&mut self, name: &str) -> Result<(), UploadError> {
+        self.current = match name {
+            "content" if self.form.content.is_none() => Current::Content(Vec::new()),
+            "file" if self.form.file.is_none() => {
+                let blobs = self.state.blobs.clone();
+                let writer = tokio::task::spawn_blocking(move || blobs.begin())
+                    .await
+                    .map_err(|e| ApiError::internal("starting an upload", e))?
+                    .map_err(|e| io_error("starting an upload", e))?;
+                Current::File(FilePart {
+                    writer,
+                    buf: Vec::with_capacity(BATCH),
+                    total: 0,
+                })
+            }
+            "content" | "file" => {
+                return Err(
+                    ApiError::bad_request(format!("form field {name:?} appears twice")).into(),
+                )
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected form field {:?}; expected 'content' and 'file'",
+                    other.chars().take(64).collect::<String>()
+                ))
+                .into())
+            }
+        };
+        Ok(())
+    }
+
+    async fn data(&mut self, data: &[u8]) -> Result<(), UploadError> {
+        let max_upload = self.state.max_upload;
+        match &mut self.current {
+            Current::Content(buf) => {
+                if buf.len() + data.len() > MAX_CONTENT_BYTES {
+                    return Err(ApiError::too_large(format!(
+                        "content.json is larger than {MAX_CONTENT_BYTES} bytes"
+                    ))
+                    .into());
+                }
+                buf.extend_from_slice(data);
+            }
+            Current::File(f) => {
+                f.total += data.len() as u64;
+                if f.total > max_upload {
+                    return Err(ApiError::too_large(format!(
+                        "file exceeds the limit of {}",
+                        ota_core::size::describe(max_upload)
+                    ))
+                    .into());
+                }
+                f.buf.extend_from_slice(data);
+                if f.buf.len() >= BATCH {
+                    if let Current::File(FilePart { writer, buf, total }) =
+                        std::mem::replace(&mut self.current, Current::None)
+                    {
+                        let (writer, mut buf) = write_batch(writer, buf).await?;
+                        buf.clear();
+                        self.current = Current::File(FilePart { writer, buf, total });
+                    }
+                }
+            }
+            Current::None => {}
+        }
+        Ok(())
+    }
+
+    async fn end_part(&mut self) -> Result<(), UploadError> {
+        match std::mem::replace(&mut self.current, Current::None) {
+            Current::Content(buf) => {
+                self.form.content = Some(accept_content(&buf, self.key, self.state)?)
+            }
+            Current::File(FilePart { writer, buf, .. }) => {
+                let writer = if buf.is_empty() {
+                    writer
+                } else {
+                    write_batch(writer, buf).await?.0
+                };
+                self.form.file = Some(writer);
+            }
+            Current::None => {}
+        }
+        Ok(())
     }
 }
 

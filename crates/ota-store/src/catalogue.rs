@@ -1,4 +1,4 @@
-//! The catalogue: published versions (the seed's `ota` table) and API keys.
+//! The catalogue: published versions (the package API's `ota` table) and API keys.
 //!
 //! One implementation serves both databases through `sqlx::Any`; only the
 //! schema text differs ([`crate::migrate`]). Every statement that writes
