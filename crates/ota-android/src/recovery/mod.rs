@@ -1,7 +1,7 @@
 //! A recovery simulator: runs a package's `updater-script` against a
 //! directory standing in for the device.
 //!
-//! - Every file operation goes through [`root::Root`], a handle on ROOT
+//! - Every file operation goes through `root::Root`, a handle on ROOT
 //!   whose paths the kernel resolves with `openat2(RESOLVE_IN_ROOT)`:
 //!   symlinks behave as in a chroot (a link to `/system/bin/toolbox` is
 //!   `ROOT/system/bin/toolbox`, `..` stops at ROOT), the last component of

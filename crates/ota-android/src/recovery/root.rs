@@ -287,12 +287,16 @@ impl Root {
         // fchmod() refuses O_PATH handles; the handle's /proc entry names
         // exactly the inode opened above, whatever happens to the name.
         let proc = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
-        Ok(rfs::chmodat(
+        rfs::chmodat(
             rfs::CWD,
             proc.as_str(),
             Mode::from_raw_mode(mode & 0o7777),
             AtFlags::empty(),
-        )?)
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => io::Error::other("chmod needs /proc to be mounted"),
+            e => e.into(),
+        })
     }
 
     /// The names in the directory `path` (not followed if a symlink), sorted.
