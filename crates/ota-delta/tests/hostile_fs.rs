@@ -354,3 +354,30 @@ fn setuid_and_setgid_modes_are_refused_by_default() {
     tree::diff_trees(&a, &b, &p, None, &opts()).unwrap();
     assert!(tree::patch_tree(&a, &p, &sc.p("out")).is_err());
 }
+
+#[test]
+fn setuid_modes_apply_when_the_caller_allows_them() {
+    let sc = Scene::new();
+    let (a, b) = (sc.p("old"), sc.p("new"));
+    write(&a, "x", b"x", 0o644);
+    write(&b, "x", b"x", 0o644);
+    write(&b, "bin/su", b"#!/bin/sh\n", 0o755);
+    fs::set_permissions(b.join("bin/su"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::create_dir(b.join("tmp")).unwrap();
+    fs::set_permissions(b.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let p = sc.p("p.otatree");
+    tree::diff_trees(&a, &b, &p, None, &opts()).unwrap();
+    let allow = tree::ApplyOptions { allow_setuid: true };
+    tree::patch_tree_with(&a, &p, &sc.p("out"), &allow).unwrap();
+    assert_eq!(snapshot(&sc.p("out")), snapshot(&b));
+    let dev = sc.p("device");
+    copy_tree(&a, &dev);
+    let applied = tree::patch_tree_in_place_with(&dev, &p, &allow).unwrap();
+    assert_eq!(applied, tree::Applied::Updated);
+    assert_eq!(snapshot(&dev), snapshot(&b));
+    // Sticky alone needs no permission.
+    fs::set_permissions(b.join("bin/su"), fs::Permissions::from_mode(0o755)).unwrap();
+    tree::diff_trees(&a, &b, &p, None, &opts()).unwrap();
+    tree::patch_tree(&a, &p, &sc.p("out2")).unwrap();
+    assert_eq!(snapshot(&sc.p("out2")), snapshot(&b));
+}

@@ -146,7 +146,9 @@ fn write_tree_patch(
 
     let json = serde_json::to_vec(&manifest)
         .map_err(|e| DeltaError::corrupt(format!("serialising the manifest: {e}")))?;
-    let zman = zstd::encode_all(&json[..], 19).map_err(io("compressing the manifest"))?;
+    // The manifest gets the patch's zstd level (19 by default).
+    let zman = zstd::encode_all(&json[..], opts.level.clamp(1, 19))
+        .map_err(io("compressing the manifest"))?;
     let out = file::Output::create(patch)?;
     let mut w = BufWriter::with_capacity(1 << 20, out);
     let werr = || io(format!("writing {}", patch.display()));
