@@ -1,6 +1,7 @@
 //! Pure logic of delta serving: the skip-list of a branch's versions
 //! ([`skiplist`]), the packs built on it and the shortest path between two
-//! versions ([`version_map`]). No I/O: the server keeps the catalogue and
+//! versions ([`version_map`]), and the update strategies that pick a
+//! client's destination ([`strategy`]). No I/O: the server keeps the catalogue and
 //! the packs, and feeds this crate what they hold.
 //!
 //! ```
@@ -22,6 +23,7 @@
 
 mod fenwick;
 pub mod skiplist;
+pub mod strategy;
 pub mod version_map;
 
 pub use skiplist::{Edge, Geometry};
