@@ -38,6 +38,11 @@ enum Command {
     Diff(delta::DiffArgs),
     /// Apply a delta made by `ota diff` (or by bsdiff 4.x).
     Patch(delta::PatchArgs),
+    /// Print the digest of a version: a file's SHA-256, or a directory's Merkle root.
+    Digest {
+        /// A file or a directory tree.
+        path: PathBuf,
+    },
     /// Android file-based OTA packages: build, sign, verify, simulate.
     #[command(subcommand)]
     Android(android::AndroidCommand),
@@ -147,6 +152,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => delta::diff(args),
         Command::Patch(args) => delta::patch(args),
         Command::Android(cmd) => android::run(cmd),
+        Command::Digest { path } => {
+            let d = ota_core::digest::digest_path(&path)
+                .with_context(|| format!("computing the digest of {}", path.display()))?;
+            println!("{d}");
+            Ok(())
+        }
         Command::Serve(args) => {
             let (file, rt) = setup()?;
             rt.block_on(serve(file, args))

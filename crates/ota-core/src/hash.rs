@@ -28,6 +28,11 @@ impl Sha256Hex {
         Sha256Hex(hex::encode(hasher.finalize()))
     }
 
+    /// Wraps a raw 32-byte digest.
+    pub fn from_bytes(digest: [u8; 32]) -> Self {
+        Sha256Hex(hex::encode(digest))
+    }
+
     /// Hashes a byte slice.
     pub fn of_bytes(data: &[u8]) -> Self {
         Sha256Hex(hex::encode(Sha256::digest(data)))

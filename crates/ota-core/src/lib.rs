@@ -1,5 +1,6 @@
 //! Core types of the OTA system: version numbers and their ordering, the
-//! `content.json` package manifest, SHA-256 digests, name rules and API keys.
+//! `content.json` package manifest, SHA-256 digests and a version's digest,
+//! name rules, API keys and their scopes, sizes.
 //!
 //! This crate does no network or database I/O so every other crate (server,
 //! agent, builders) can share it and it can be tested alone.
@@ -15,6 +16,7 @@
 
 pub mod apikey;
 pub mod content;
+pub mod digest;
 pub mod hash;
 pub mod name;
 pub mod scope;
