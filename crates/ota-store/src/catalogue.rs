@@ -159,8 +159,8 @@ pub struct KeyAuth {
 /// The catalogue handle; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Catalogue {
-    pool: AnyPool,
-    backend: Backend,
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
 }
 
 pub(crate) fn now() -> i64 {
@@ -410,22 +410,25 @@ impl Catalogue {
         Ok(entry)
     }
 
-    /// How many rows reference a blob.
+    /// How many rows (versions and deltas) reference a blob.
     pub async fn references(&self, sha256: &str) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM ota WHERE sha256 = $1")
-            .bind(sha256)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| StoreError::db("counting blob references", e))?;
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM ota WHERE sha256 = $1)
+                  + (SELECT COUNT(*) FROM deltas WHERE sha256 = $1) AS n",
+        )
+        .bind(sha256)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("counting blob references", e))?;
         let n: i64 = row
             .try_get("n")
             .map_err(|e| StoreError::db("counting blob references", e))?;
         Ok(n.max(0) as u64)
     }
 
-    /// Every blob hash some row references.
+    /// Every blob hash some row (version or delta) references.
     pub async fn all_hashes(&self) -> Result<HashSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT sha256 FROM ota")
+        let rows = sqlx::query("SELECT sha256 FROM ota UNION SELECT sha256 FROM deltas")
             .fetch_all(&self.pool)
             .await
             .map_err(|e| StoreError::db("listing blob references", e))?;
@@ -551,7 +554,9 @@ impl Catalogue {
     }
 }
 
-async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+pub(crate) async fn bump_generation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE catalogue_generation SET generation = generation + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await

@@ -1,12 +1,33 @@
-//! Storage for the update server: the [`Catalogue`] of published versions and
-//! API keys (SQLite embedded by default, PostgreSQL for production, one
-//! implementation over `sqlx::Any`) and the content-addressed [`BlobStore`].
+//! Storage for the update server: the [`Catalogue`] (versions, deltas
+//! between versions, jobs, API keys; SQLite embedded by default, PostgreSQL
+//! for production, one implementation over `sqlx::Any`) and the
+//! content-addressed [`BlobStore`].
 //!
-//! Invariant kept by both together: a catalogue row is only written after its
-//! blob is durable under its hash, so every row's file can be served.
+//! Invariant kept by both together: a catalogue row (version or delta) is
+//! only written after its blob is durable under its hash, so every row's
+//! file can be served.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use ota_store::{BlobStore, Catalogue, NewEntry, PublishOutcome};
+//! let dir = tempfile::tempdir()?;
+//! let blobs = BlobStore::open(dir.path())?;
+//! let catalogue = Catalogue::open(&Catalogue::sqlite_url_for(dir.path())).await?;
+//! let blob = blobs.put_bytes(b"package bytes")?; // durable first…
+//! let entry = NewEntry {
+//!     package: "org.example.app".into(), branch: "main".into(), version: "1.0.0".into(),
+//!     content: r#"{"package":"org.example.app","version":"1.0.0"}"#.into(),
+//!     sha256: blob.hash.to_string(), size: blob.size,
+//! };
+//! assert!(matches!(catalogue.publish(&entry).await?, PublishOutcome::Inserted(_))); // …then the row
+//! assert_eq!(catalogue.max_version("org.example.app", "main").await?.unwrap().version, "1.0.0");
+//! # Ok(()) }
+//! ```
 
 mod blob;
 mod catalogue;
+mod deltas;
+mod jobs;
 mod migrate;
 mod private;
 pub mod testdb;
@@ -16,6 +37,8 @@ pub use catalogue::{
     Backend, Catalogue, Entry, KeyAuth, KeyInfo, NewEntry, PackageSummary, PublishOutcome,
     StoreError,
 };
+pub use deltas::{Delta, NewDelta};
+pub use jobs::{Job, JobState, NewJob};
 pub use private::create_private_dir;
 
 /// Removes what a crash can leave behind: temporary upload files, and blobs

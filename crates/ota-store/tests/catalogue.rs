@@ -271,3 +271,168 @@ async fn unsupported_url_is_a_clear_error() {
         "{err}"
     );
 }
+
+fn delta(from: &str, to: &str, format: &str, sha: &str) -> ota_store::NewDelta {
+    ota_store::NewDelta {
+        package: "app".into(),
+        branch: "main".into(),
+        from_version: from.into(),
+        to_version: to.into(),
+        direction: "upgrade".into(),
+        format: format.into(),
+        level: Some(0),
+        sha256: sha.into(),
+        size: 42,
+        target_digest: Some("d".repeat(64)),
+        signature: None,
+    }
+}
+
+both_backends!(
+    deltas_are_found_by_source_and_target,
+    |url: String, dir: std::path::PathBuf| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let blobs = BlobStore::open(&dir).unwrap();
+        let pack = blobs.put_bytes(b"pack").unwrap();
+        let sha = pack.hash.as_str();
+        let g0 = cat.generation().await.unwrap();
+        let a = cat
+            .add_delta(&delta("1", "2", "otadiff1", sha))
+            .await
+            .unwrap();
+        assert!(
+            cat.generation().await.unwrap() > g0,
+            "other servers learn of it"
+        );
+        let again = cat
+            .add_delta(&delta("1", "2", "otadiff1", sha))
+            .await
+            .unwrap();
+        assert_eq!(a, again, "recording twice keeps one row");
+        cat.add_delta(&delta("1", "2", "bsdiff40", sha))
+            .await
+            .unwrap();
+        cat.add_delta(&delta("2", "3", "otadiff1", sha))
+            .await
+            .unwrap();
+        let found = cat.deltas_between("app", "main", "1", "2").await.unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].delta.format, "bsdiff40");
+        assert!(cat
+            .deltas_between("app", "main", "2", "1")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(cat.deltas("app", "main").await.unwrap().len(), 3);
+        // A delta's blob is referenced: start-up recovery keeps it.
+        assert_eq!(cat.references(sha).await.unwrap(), 3);
+        assert_eq!(recover(&cat, &blobs).await.unwrap(), (0, 0));
+        assert!(blobs.contains(&pack.hash));
+    }
+);
+
+fn job(from: &str, to: &str) -> ota_store::NewJob {
+    ota_store::NewJob {
+        kind: "pack".into(),
+        package: "app".into(),
+        branch: "main".into(),
+        from_version: from.into(),
+        to_version: to.into(),
+        level: Some(0),
+    }
+}
+
+both_backends!(
+    jobs_are_claimed_once_and_survive_a_lost_worker,
+    |url: String, _dir| async move {
+        use ota_store::JobState;
+        use std::time::Duration;
+        let cat = Catalogue::open(&url).await.unwrap();
+        assert_eq!(
+            cat.enqueue_jobs(&[job("1", "2"), job("2", "3")])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            cat.enqueue_jobs(&[job("1", "2")]).await.unwrap(),
+            0,
+            "not queued twice"
+        );
+        let lease = Duration::from_secs(600);
+        let a = cat.claim_job("w1", lease).await.unwrap().unwrap();
+        assert_eq!(
+            (a.job.from_version.as_str(), a.state, a.attempts),
+            ("1", JobState::Running, 1)
+        );
+        let b = cat.claim_job("w2", lease).await.unwrap().unwrap();
+        assert_ne!(a.id, b.id);
+        assert!(cat.claim_job("w3", lease).await.unwrap().is_none());
+        // A failed attempt is retried after its backoff, not before.
+        assert!(cat
+            .fail_job(
+                a.id,
+                "w1",
+                "diff failed: out of memory",
+                Some(Duration::from_secs(3600))
+            )
+            .await
+            .unwrap());
+        assert!(cat.claim_job("w3", lease).await.unwrap().is_none());
+        assert!(!cat.finish_job(a.id, "w1").await.unwrap(), "no longer held");
+        // A worker that vanished (lease of 0 s has run out) loses its job.
+        assert!(cat.heartbeat_job(b.id, "w2").await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let stolen = cat.claim_job("w3", Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!((stolen.id, stolen.attempts), (b.id, 2));
+        assert!(
+            !cat.finish_job(b.id, "w2").await.unwrap(),
+            "the old worker cannot finish it"
+        );
+        assert!(cat.finish_job(b.id, "w3").await.unwrap());
+        let done = cat.jobs(Some(JobState::Done), 10).await.unwrap();
+        assert_eq!(done.len(), 1);
+        let queued = cat.jobs(Some(JobState::Queued), 10).await.unwrap();
+        assert_eq!(
+            queued[0].error.as_deref(),
+            Some("diff failed: out of memory")
+        );
+        let all = cat.jobs(None, 10).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(
+            !cat.retry_job(a.id).await.unwrap(),
+            "only failed jobs are retried"
+        );
+    }
+);
+
+both_backends!(
+    concurrent_claims_never_share_a_job,
+    |url: String, _dir| async move {
+        use std::time::Duration;
+        let cat = Catalogue::open(&url).await.unwrap();
+        let jobs: Vec<_> = (0..40)
+            .map(|i| job(&i.to_string(), &(i + 1).to_string()))
+            .collect();
+        cat.enqueue_jobs(&jobs).await.unwrap();
+        // Two "servers", each with its own pool, claiming as fast as they can.
+        let other = Catalogue::open(&url).await.unwrap();
+        let run = |c: Catalogue, name: &'static str| {
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(j) = c.claim_job(name, Duration::from_secs(600)).await.unwrap() {
+                    mine.push(j.id);
+                    assert!(c.finish_job(j.id, name).await.unwrap());
+                }
+                mine
+            })
+        };
+        let (a, b) = tokio::join!(run(cat.clone(), "a"), run(other, "b"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut all: Vec<i64> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 40, "every job ran");
+        assert_eq!(a.len() + b.len(), 40, "none ran twice");
+    }
+);
