@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# /maxVersion for a published package while a second client floods the
-# server with requests for names that do not exist (each one a catalogue
-# miss), compared with the same measurement without the flood, in one run.
-# Before the hot-answer cache kept misses apart, 20,000 distinct unknown
-# names emptied it and every device's answer went back to the database.
+# /maxVersion for published packages (KNOWN of them, requested at random)
+# while a second client floods the server with requests for names that do
+# not exist (each one a catalogue miss), compared with the same measurement
+# without the flood, in one run. Before the hot-answer cache kept misses
+# apart, 20,000 distinct unknown names emptied it and every device's answer
+# went back to the database.
 #
-# Usage: bench/cache-flood.sh [SECONDS]   (needs wrk: apt-get install wrk)
+# Usage: bench/cache-flood.sh [SECONDS] [KNOWN]   (needs wrk: apt-get install wrk)
+# OTA_BIN=path/to/ota measures another build (e.g. an older release).
 set -euo pipefail
 secs=${1:-10}
+known_n=${2:-2000}
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p ota-cli
-ota=$PWD/target/release/ota
+if [ -z "${OTA_BIN:-}" ]; then cargo build --release -q -p ota-cli; fi
+ota=${OTA_BIN:-$PWD/target/release/ota}
 work=$(mktemp -d /var/tmp/ota-flood.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -22,9 +25,17 @@ $ota serve --data "$work/data" --listen 127.0.0.1:18191 >"$work/serve.out" 2>"$w
 pids+=($!)
 for _ in $(seq 50); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 head -c 4096 /dev/urandom >"$work/small.bin"
-OTA_KEY=$key $ota publish --server http://127.0.0.1:18191 --package org.example.app \
-  --pkg-version 1.4.2 --branch stable "$work/small.bin" >/dev/null 2>&1
-known='http://127.0.0.1:18191/maxVersion?package=org.example.app&branch=stable'
+sha=$(sha256sum "$work/small.bin" | cut -c1-64)
+for i in $(seq 1 "$known_n"); do
+  curl -sf -o /dev/null -X PUT http://127.0.0.1:18191/update -H "Authorization: Bearer $key" \
+    -F "content={\"package\":\"known$i\",\"branch\":\"stable\",\"version\":\"1.4.2\",\"sha256\":\"$sha\"}" \
+    -F "file=@$work/small.bin"
+done
+cat >"$work/known.lua" <<LUA
+request = function()
+  return wrk.format("GET", "/maxVersion?package=known" .. math.random(1, $known_n) .. "&branch=stable")
+end
+LUA
 
 # Every flood request names a package never seen before.
 cat >"$work/flood.lua" <<'LUA'
@@ -36,7 +47,7 @@ end
 LUA
 
 measure() { # prints "req/s p99"
-  wrk -t1 -c32 -d"${secs}s" --latency "$known" |
+  wrk -t1 -c32 -d"${secs}s" --latency -s "$work/known.lua" http://127.0.0.1:18191 |
     awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} END {print r, p}'
 }
 alone=$(measure)
@@ -47,6 +58,7 @@ flooded=$(measure)
 wait "$fpid" || true
 flood_rps=$(awk '/Requests\/sec/ {print $2}' "$work/flood.out")
 
+echo "$known_n known package branches, requested at random"
 echo "| measure | /maxVersion req/s | p99 latency |"
 echo "|---|---:|---:|"
 echo "| alone | ${alone% *} | ${alone#* } |"

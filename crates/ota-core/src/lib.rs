@@ -20,6 +20,7 @@ pub mod digest;
 pub mod hash;
 pub mod name;
 pub mod scope;
+pub mod signing;
 pub mod size;
 pub mod version;
 
