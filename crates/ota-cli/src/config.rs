@@ -10,7 +10,8 @@
 //! header_timeout = "10s"
 //! stall_timeout = "60s"
 //! drain_timeout = "30s"
-//! max_connections = 1024
+//! max_connections = 4096
+//! max_connections_per_ip = 256
 //!
 //! [publish]
 //! server = "https://ota.example.com"
@@ -37,6 +38,7 @@ pub struct Settings {
     stall_timeout: Option<String>,
     drain_timeout: Option<String>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     #[serde(default)]
     pub publish: PublishSettings,
 }
@@ -64,6 +66,7 @@ pub struct ServeOptions {
     pub stall_timeout: Option<String>,
     pub drain_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Settings {
@@ -117,6 +120,7 @@ impl Settings {
             stall_timeout,
             drain_timeout,
             max_connections,
+            max_connections_per_ip,
         } = opts;
         if let Some(l) = listen.or_else(|| self.listen.clone()) {
             c.listen = l
@@ -141,8 +145,12 @@ impl Settings {
                         into: &mut std::time::Duration|
          -> Result<()> {
             if let Some(text) = flag.or_else(|| file.clone()) {
-                *into = humantime::parse_duration(&text)
+                let d = humantime::parse_duration(&text)
                     .with_context(|| format!("invalid {what} {text:?} (e.g. 10s, 2m, 1h)"))?;
+                if d.is_zero() {
+                    bail!("{what} must be more than 0 (e.g. 10s)");
+                }
+                *into = d;
             }
             Ok(())
         };
@@ -169,6 +177,9 @@ impl Settings {
                 bail!("max_connections must be at least 1");
             }
             c.limits.max_connections = n;
+        }
+        if let Some(n) = max_connections_per_ip.or(self.max_connections_per_ip) {
+            c.limits.max_per_ip = n;
         }
         Ok(c)
     }

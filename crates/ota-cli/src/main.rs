@@ -75,8 +75,9 @@ struct ServeArgs {
     public_url: Option<String>,
     /// Without --public-url, build download URLs from each request's Host and
     /// X-Forwarded-Proto/-Host headers (only behind a proxy that sets them)
-    #[arg(long, env = "OTA_URL_FROM_REQUEST")]
-    url_from_request: bool,
+    #[arg(long, env = "OTA_URL_FROM_REQUEST", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    url_from_request: Option<bool>,
     /// Time allowed for a request's headers; also ends idle keep-alive connections [default: 10s]
     #[arg(long, env = "OTA_HEADER_TIMEOUT")]
     header_timeout: Option<String>,
@@ -86,9 +87,12 @@ struct ServeArgs {
     /// On SIGTERM/SIGINT, how long in-flight requests may finish [default: 30s]
     #[arg(long, env = "OTA_DRAIN_TIMEOUT")]
     drain_timeout: Option<String>,
-    /// Connections served at once [default: 1024]
+    /// Connections served at once [default: 4096]
     #[arg(long, env = "OTA_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Connections one client address may hold (0: no limit; loopback exempt) [default: 256]
+    #[arg(long, env = "OTA_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -180,11 +184,12 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
             listen: args.listen,
             max_upload: args.max_upload,
             public_url: args.public_url,
-            url_from_request: args.url_from_request,
+            url_from_request: args.url_from_request.unwrap_or(false),
             header_timeout: args.header_timeout,
             stall_timeout: args.stall_timeout,
             drain_timeout: args.drain_timeout,
             max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
         },
     )?;
     let server = ota_server::Server::bind(config).await?;

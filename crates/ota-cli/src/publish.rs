@@ -20,7 +20,7 @@ pub struct PublishArgs {
     #[arg(long, env = "OTA_KEY", hide_env_values = true)]
     key: Option<String>,
     /// File holding the API key (must not be readable by other users)
-    #[arg(long, env = "OTA_KEY_FILE", conflicts_with = "key")]
+    #[arg(long, env = "OTA_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// content.json to send; missing keys are filled from the flags and the file
     #[arg(long)]
@@ -64,9 +64,10 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
     let server = args.server.or(settings.publish.server).context(
         "no server: pass --server URL (or OTA_SERVER, or [publish] server in the config)",
     )?;
-    let key = match (args.key, args.key_file.or(settings.publish.key_file)) {
-        (Some(k), _) => k,
-        (None, Some(path)) => read_key_file(&path)?,
+    // A key file (flag or OTA_KEY_FILE) wins over a key in OTA_KEY or --key.
+    let key = match (args.key_file.or(settings.publish.key_file), args.key) {
+        (Some(path), _) => read_key_file(&path)?,
+        (None, Some(k)) => k,
         (None, None) => settings.publish.key.context(
             "no API key: pass --key-file FILE (or OTA_KEY_FILE, OTA_KEY, or [publish] key_file in the config)",
         )?,
@@ -177,18 +178,48 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
             body.trim()
         );
     }
-    // A file over the server's limit is refused here rather than cut off
+    if !auth.status().is_success() {
+        let status = auth.status();
+        let body = auth.text().await.unwrap_or_default();
+        bail!(
+            "{auth_url} answered {status}: {} (is --server the base URL of an ota server?); nothing was sent",
+            body.trim().chars().take(200).collect::<String>()
+        );
+    }
+    // What the server would refuse is refused here rather than cut off
     // mid-stream, where the client may see a reset instead of the reason.
-    if let Ok(info) = auth.json::<Value>().await {
-        if let Some(limit) = info.get("max_upload").and_then(Value::as_u64) {
-            if size > limit {
-                bail!(
-                    "{} is {} but the server accepts at most {} (its --max-upload); nothing was sent",
-                    args.file.display(),
-                    ota_core::size::describe(size),
-                    ota_core::size::describe(limit)
-                );
-            }
+    let info: Value = auth
+        .json()
+        .await
+        .with_context(|| format!("reading the answer of {auth_url}"))?;
+    if let Some(limit) = info.get("max_upload").and_then(Value::as_u64) {
+        if size > limit {
+            bail!(
+                "{} is {} but the server accepts at most {} (its --max-upload); nothing was sent",
+                args.file.display(),
+                ota_core::size::describe(size),
+                ota_core::size::describe(limit)
+            );
+        }
+    }
+    if let Some(scopes) = info
+        .get("scopes")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<ota_core::scope::Scopes>().ok())
+    {
+        if !scopes.may_publish(content.package()) {
+            bail!(
+                "the API key (scopes: {scopes}) may not publish {}: the server would refuse it (403); nothing was sent",
+                content.package()
+            );
+        }
+        let hooks = content.hooks();
+        if !hooks.is_empty() && !scopes.may_set_hooks(content.package()) {
+            bail!(
+                "content.json sets {} and the API key (scopes: {scopes}) has no hooks: scope for {}: the server would refuse it (403); nothing was sent",
+                hooks.join(", "),
+                content.package()
+            );
         }
     }
     let url = format!("{}/update", server.trim_end_matches('/'));

@@ -384,3 +384,79 @@ fn secrets_in_files_must_be_private() {
     let t = text(&out);
     assert!(t.contains("plain http://"), "{t}");
 }
+
+#[test]
+fn settings_mistakes_are_caught_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let out = ota(&[
+        "serve",
+        "--data",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+        "--stall-timeout",
+        "0s",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("more than 0"),
+        "{}",
+        text(&out)
+    );
+    let out = ota(&[
+        "serve",
+        "--data",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+        "--public-url",
+        "https://a.example",
+        "--url-from-request",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("contradict"),
+        "{}",
+        text(&out)
+    );
+    // Boolean variables read as people write them.
+    let out = Command::new(OTA)
+        .args([
+            "serve",
+            "--data",
+            d,
+            "--listen",
+            "0.0.0.0:0",
+            "--stall-timeout",
+            "0s",
+        ])
+        .env("OTA_URL_FROM_REQUEST", "1")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("more than 0"),
+        "OTA_URL_FROM_REQUEST=1 parses: {}",
+        text(&out)
+    );
+    // A server URL that is not an ota server: stopped before streaming.
+    let s = serve(&["--listen", "127.0.0.1:0", "--data", d], Stdio::null());
+    let pkg = dir.path().join("f.bin");
+    std::fs::write(&pkg, b"x").unwrap();
+    let out = ota(&[
+        "publish",
+        "--server",
+        &format!("{}/ota", s.base),
+        "--key",
+        "ota_x",
+        "--package",
+        "a",
+        "--pkg-version",
+        "1",
+        pkg.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("404") && t.contains("nothing was sent"),
+        "{t}"
+    );
+}

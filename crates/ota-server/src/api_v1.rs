@@ -15,15 +15,14 @@
 
 use crate::error::{ApiError, JsonError};
 use crate::render::content_value;
-use crate::state::{valid_name, AppState};
+use crate::state::{not_published, valid_name, AppState};
 use crate::upload::{self, UploadError};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ota_store::Entry;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_PAGE: usize = 100;
@@ -31,41 +30,60 @@ pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
 /// `?limit=N&after=KEY`: pages of a list in its order.
-#[derive(serde::Deserialize, Default)]
+#[derive(Default)]
 pub struct Page {
-    limit: Option<usize>,
+    limit: usize,
     after: Option<String>,
 }
 
 impl Page {
-    fn limit(&self) -> Result<usize, ApiError> {
-        match self.limit {
-            None => Ok(DEFAULT_PAGE),
-            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(n) => Err(ApiError::bad_request(format!(
-                "limit {n} is out of range 1..={MAX_PAGE}"
-            ))),
+    /// Reads `limit` and `after` from a query string; errors are the JSON
+    /// API's 400s.
+    pub fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut page = Page {
+            limit: DEFAULT_PAGE,
+            after: None,
+        };
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match k.as_ref() {
+                "limit" => {
+                    page.limit = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "limit must be a number from 1 to {MAX_PAGE}, got {:?}",
+                                v.chars().take(32).collect::<String>()
+                            ))
+                        })?
+                }
+                "after" => page.after = Some(v.into_owned()),
+                _ => {}
+            }
         }
+        Ok(page)
     }
 
-    /// The slice of `items` after the one whose key is `after`, and the
-    /// key to ask for the next page with (if there is one).
+    /// The items after `after` (those ordered above it by `cmp`, so an
+    /// `after` deleted meanwhile still works) and the key to ask for the
+    /// next page with, if there is one.
     fn apply<'a, T>(
         &self,
         items: &'a [T],
         key: impl Fn(&T) -> &str,
-    ) -> Result<(&'a [T], Option<String>), ApiError> {
+        above: impl Fn(&T, &str) -> bool,
+    ) -> (&'a [T], Option<String>) {
         let start = match &self.after {
             None => 0,
-            Some(a) => {
-                items.iter().position(|i| key(i) == a).ok_or_else(|| {
-                    ApiError::bad_request(format!("after={a:?} is not in the list"))
-                })? + 1
-            }
+            Some(a) => items
+                .iter()
+                .position(|i| above(i, a))
+                .unwrap_or(items.len()),
         };
-        let end = (start + self.limit()?).min(items.len());
+        let end = (start + self.limit).min(items.len());
         let next = (end < items.len() && end > start).then(|| key(&items[end - 1]).to_owned());
-        Ok((&items[start..end], next))
+        (&items[start..end], next)
     }
 }
 
@@ -97,23 +115,14 @@ pub async fn auth(
     })))
 }
 
-async fn packages(state: &AppState) -> Result<Arc<Vec<ota_store::PackageSummary>>, ApiError> {
-    let (cached, epoch) = state.cache.packages();
-    if let Some(p) = cached {
-        return Ok(p);
-    }
-    let list = Arc::new(state.catalogue.packages().await?);
-    state.cache.set_packages(epoch, list.clone());
-    Ok(list)
-}
-
 /// `GET /api/v1/packages[?limit=N&after=NAME]`.
 pub async fn list_packages(
     State(state): State<AppState>,
-    Query(page): Query<Page>,
+    uri: Uri,
 ) -> Result<Json<Value>, JsonError> {
-    let all = packages(&state).await?;
-    let (items, next) = page.apply(&all, |p| &p.name)?;
+    let page = Page::from_query(uri.query())?;
+    let all = state.packages().await?;
+    let (items, next) = page.apply(&all, |p| &p.name, |p, after| p.name.as_str() > after);
     Ok(Json(json!({ "packages": items, "next": next })))
 }
 
@@ -123,7 +132,7 @@ pub async fn get_package(
     Path(package): Path<String>,
 ) -> Result<Json<Value>, JsonError> {
     valid_name("package", &package)?;
-    let all = packages(&state).await?;
+    let all = state.packages().await?;
     let p = all
         .iter()
         .find(|p| p.name == package)
@@ -135,18 +144,32 @@ pub async fn get_package(
 pub async fn list_versions(
     State(state): State<AppState>,
     Path((package, branch)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, JsonError> {
     valid_name("package", &package)?;
     valid_name("branch", &branch)?;
+    let page = Page::from_query(uri.query())?;
     let view = state.branch_view(&package, &branch).await?;
     if view.is_empty() {
         return Err(
             ApiError::not_found(format!("no versions of {package} on branch {branch}")).into(),
         );
     }
-    let (items, next) = page.apply(&view.entries, |e| &e.version)?;
+    // Versions are in version order: "after" is a position in that order.
+    let after = page.after.as_deref().map(ota_core::Version::parse);
+    if let Some(Err(e)) = &after {
+        return Err(ApiError::bad_request(format!("after: {e}")).into());
+    }
+    let after = after.and_then(Result::ok);
+    let (items, next) = page.apply(
+        &view.entries,
+        |e| &e.version,
+        |e, _| {
+            ota_core::Version::parse(&e.version)
+                .is_ok_and(|v| after.as_ref().is_none_or(|a| v > *a))
+        },
+    );
     let versions: Vec<Value> = items
         .iter()
         .map(|e| entry_json(&state, &headers, e))
@@ -169,11 +192,9 @@ pub async fn latest(
     Ok(Json(entry_json(&state, &headers, e)))
 }
 
-fn check_path(package: &str, branch: &str, version: &str) -> Result<(), ApiError> {
+fn check_path(package: &str, branch: &str) -> Result<(), ApiError> {
     valid_name("package", package)?;
-    valid_name("branch", branch)?;
-    ota_core::Version::parse(version).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(())
+    valid_name("branch", branch)
 }
 
 /// `GET …/versions/{version}`.
@@ -182,17 +203,13 @@ pub async fn get_version(
     Path((package, branch, version)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, JsonError> {
-    check_path(&package, &branch, &version)?;
+    check_path(&package, &branch)?;
     let view = state.branch_view(&package, &branch).await?;
     let e = view
         .entries
         .iter()
         .find(|e| e.version == version)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "{package} {version} is not published on branch {branch}"
-            ))
-        })?;
+        .ok_or_else(|| not_published(&package, &branch, &version))?;
     Ok(Json(entry_json(&state, &headers, e)))
 }
 
@@ -203,18 +220,14 @@ pub async fn delete_version(
     Path((package, branch, version)): Path<(String, String, String)>,
 ) -> Result<StatusCode, JsonError> {
     let key = state.authenticate(&headers).await?;
-    check_path(&package, &branch, &version)?;
+    check_path(&package, &branch)?;
     state.require_publish(&key, &package)?;
     let _guard = state.write_lock.lock().await;
     let gone = state
         .catalogue
         .delete(&package, &branch, &version)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "{package} {version} is not published on branch {branch}"
-            ))
-        })?;
+        .ok_or_else(|| not_published(&package, &branch, &version))?;
     state.cache.invalidate(&package, &branch);
     if state.catalogue.references(&gone.sha256).await? == 0 {
         if let Ok(h) = ota_core::Sha256Hex::parse(&gone.sha256) {

@@ -10,7 +10,9 @@
 //! Memory is bounded: at most [`MAX_BRANCHES`] branches with versions and
 //! [`MAX_MISSES`] names without any are kept, each set on its own, so a
 //! flood of unknown names churns only the second set and never evicts the
-//! answers devices actually need. When a set is full, one entry goes: the
+//! answers devices actually need (and names absent from the cached package
+//! list are answered without a database query at all, see
+//! `AppState::branch_view`). When a set is full, one entry goes: the
 //! least recently used of a few sampled at random (as Redis approximates
 //! LRU), so a hit costs a read lock and one atomic store, and an eviction
 //! costs O(1).
@@ -89,7 +91,11 @@ impl Lru {
     fn get(&self, package: &str, branch: &str, now: u64) -> Option<Arc<BranchView>> {
         let i = *self.index.get(package)?.get(branch)?;
         let slot = &self.slots[i];
-        slot.last_used.store(now, Ordering::Relaxed);
+        // Written only when the clock moved (it moves on inserts), so hot
+        // entries read by every core do not bounce a cache line on each hit.
+        if slot.last_used.load(Ordering::Relaxed) != now {
+            slot.last_used.store(now, Ordering::Relaxed);
+        }
         Some(slot.view.clone())
     }
 
@@ -205,14 +211,16 @@ impl VersionCache {
         }
     }
 
+    /// Advances the clock (on inserts: recency only needs to order entries
+    /// against the insertions that may evict them).
     fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed)
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The cached view, or `None` on a miss; also returns the epoch to pass
     /// to [`VersionCache::insert`] after loading.
     pub fn get(&self, package: &str, branch: &str) -> (Option<Arc<BranchView>>, u64) {
-        let now = self.tick();
+        let now = self.clock.load(Ordering::Relaxed);
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let view = inner
             .hits

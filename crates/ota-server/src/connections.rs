@@ -14,8 +14,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -34,6 +36,10 @@ pub struct ConnectionLimits {
     pub stall_timeout: Duration,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Connections one client address may hold at once (0: no limit);
+    /// more are closed as they arrive. Loopback peers (a proxy on the same
+    /// host) are exempt.
+    pub max_per_ip: usize,
     /// At shutdown, how long in-flight requests may take before their
     /// connections are closed (clients then resume with `Range`).
     pub drain_timeout: Duration,
@@ -44,9 +50,61 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
-            max_connections: 1024,
+            max_connections: 4096,
+            max_per_ip: 256,
             drain_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// Connections held per client address.
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`PerIp`]; released on drop.
+struct IpSlot(Arc<PerIp>, IpAddr);
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, and warns when
+/// it is still below what `max_connections` needs.
+pub(crate) fn raise_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit.clone());
+        limit = getrlimit(Resource::Nofile);
+    }
+    let needed = max_connections as u64 + 256;
+    if limit.current.is_some_and(|c| c < needed) {
+        tracing::warn!(
+            "the open-file limit ({:?}) is below what {max_connections} connections need \
+             ({needed}); raise it (ulimit -n, LimitNOFILE=) or lower --max-connections",
+            limit.current
+        );
     }
 }
 
@@ -59,6 +117,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = Arc::new(PerIp::default());
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
     let mut builder = http1::Builder::new();
@@ -75,10 +134,10 @@ pub(crate) async fn serve(
                 Err(_) => break, // the semaphore is never closed
             },
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of descriptors or a connection reset before
                     // accept: wait a little rather than spin.
@@ -89,6 +148,21 @@ pub(crate) async fn serve(
             },
         };
         while tasks.try_join_next().is_some() {}
+        let ip_slot = if limits.max_per_ip == 0 || peer.ip().is_loopback() {
+            None
+        } else {
+            match per_ip.take(peer.ip(), limits.max_per_ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(
+                        "{} holds {} connections: closing a new one",
+                        peer.ip(),
+                        limits.max_per_ip
+                    );
+                    continue; // dropping the stream closes it
+                }
+            }
+        };
         // Small answers go out at once, as nginx's tcp_nodelay does.
         let _ = tcp.set_nodelay(true);
         let mut io = TimeoutStream::new(tcp);
@@ -102,7 +176,7 @@ pub(crate) async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }
-            drop(permit);
+            drop((permit, ip_slot));
         });
     }
     drop(listener); // new connections are refused from here on

@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, PlainError};
 use crate::render::Answer;
-use crate::state::{valid_name, AppState};
+use crate::state::{not_published, valid_name, AppState};
 use crate::upload::{self, UploadError};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -79,14 +79,10 @@ pub async fn get_version(
     let version = required(&q.version, "version")?;
     valid_name("package", package)?;
     valid_name("branch", branch)?;
-    ota_core::Version::parse(version).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let view = state.branch_view(package, branch).await?;
     match view.by_version.get(version) {
         Some(answer) => Ok(json(answer.body(&state.download_base, &headers))),
-        None => Err(ApiError::not_found(format!(
-            "{package} {version} is not published on branch {branch}"
-        ))
-        .into()),
+        None => Err(not_published(package, branch, version).into()),
     }
 }
 

@@ -326,10 +326,15 @@ fn parse_headers(block: &[u8]) -> Result<PartHeaders, MultipartError> {
             .split_once(':')
             .ok_or_else(|| MultipartError::Header(format!("{:?}", truncate(line))))?;
         let value = value.trim();
+        let dup = |what: &str| MultipartError::Header(format!("{what} appears twice"));
         if name.eq_ignore_ascii_case("content-disposition") {
-            disposition = Some(value);
-        } else if name.eq_ignore_ascii_case("content-type") {
-            content_type = Some(value.to_owned());
+            if disposition.replace(value).is_some() {
+                return Err(dup("Content-Disposition"));
+            }
+        } else if name.eq_ignore_ascii_case("content-type")
+            && content_type.replace(value.to_owned()).is_some()
+        {
+            return Err(dup("Content-Type"));
         }
     }
     let disposition = disposition.ok_or(MultipartError::NoName)?;
@@ -389,6 +394,14 @@ fn parse_params(mut s: &str) -> Result<Vec<(String, String)>, MultipartError> {
             let end = s.find(';').unwrap_or(s.len());
             value = s[..end].trim().to_owned();
             s = &s[end..];
+        }
+        if out
+            .iter()
+            .any(|(k, _): &(String, String)| k.eq_ignore_ascii_case(&key))
+        {
+            return Err(MultipartError::Header(format!(
+                "parameter {key:?} appears twice"
+            )));
         }
         out.push((key, value));
     }
@@ -488,6 +501,13 @@ mod tests {
             Err(MultipartError::NoName)
         );
         assert_eq!(run(b"--b0undaryZZ", 4), Err(MultipartError::BoundaryLine));
+        for twice in [
+            "Content-Disposition: form-data; name=\"a\"\r\nContent-Disposition: form-data; name=\"b\"",
+            "Content-Disposition: form-data; name=\"a\"; name=\"b\"",
+        ] {
+            let body = format!("--b0undary\r\n{twice}\r\n\r\nx\r\n--b0undary--");
+            assert!(matches!(run(body.as_bytes(), 7), Err(MultipartError::Header(_))), "{twice}");
+        }
         assert!(MultipartParser::new("", Limits::default()).is_err());
         assert!(MultipartParser::new(&"a".repeat(71), Limits::default()).is_err());
     }

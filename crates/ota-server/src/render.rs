@@ -86,11 +86,28 @@ fn request_base(headers: &HeaderMap) -> Option<String> {
             .filter(|v| !v.is_empty())
     };
     let host = first("x-forwarded-host").or_else(|| first("host"))?;
-    let host_ok = host.len() <= 255
+    let charset_ok = host.len() <= 255
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if !host_ok {
+    // It must also be a host (and port) a URL parser reads back unchanged.
+    let parsed = url::Url::parse(&format!("http://{host}/")).ok()?;
+    let name_ok = match parsed.host() {
+        Some(url::Host::Domain(d)) => d
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-')),
+        Some(_) => true, // an IP address
+        None => false,
+    };
+    if !name_ok {
+        return None;
+    }
+    let round_trip = match (parsed.host_str(), parsed.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => return None,
+    };
+    if !charset_ok || !round_trip.eq_ignore_ascii_case(host.trim_end_matches(":80")) {
         return None;
     }
     let proto = match first("x-forwarded-proto") {
@@ -216,6 +233,13 @@ mod tests {
         let v: Value = serde_json::from_slice(&a.body(&dynamic, &h)).unwrap();
         assert_eq!(v["remote"], "https://internal:9/otafiles/ff");
         assert_eq!(v["package"], "a");
+        for odd in ["]]][[:::", "..", "-", ":80", "h:99999"] {
+            assert_eq!(
+                dynamic.for_request(&headers(&[("host", odd)])),
+                "http://127.0.0.1:8080",
+                "{odd}"
+            );
+        }
         let evil = headers(&[("host", "x\",\"remote\":\"http://evil")]);
         let v: Value = serde_json::from_slice(&a.body(&dynamic, &evil)).unwrap();
         assert_eq!(v["remote"], "http://127.0.0.1:8080/otafiles/ff");

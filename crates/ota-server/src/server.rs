@@ -74,6 +74,12 @@ pub struct Server {
 /// The download base for a server bound at `addr`.
 fn download_base(config: &ServerConfig, addr: SocketAddr) -> anyhow::Result<DownloadBase> {
     if let Some(url) = &config.public_url {
+        if config.url_from_request {
+            anyhow::bail!(
+                "--public-url and --url-from-request contradict each other: download URLs come \
+                 either from the configured public URL or from each request's Host"
+            );
+        }
         return Ok(DownloadBase::fixed(url)?);
     }
     let own = format!("http://{addr}");
@@ -114,6 +120,7 @@ impl Server {
             blobs,
             cache: Arc::new(VersionCache::default()),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            packages_load: Arc::new(tokio::sync::Mutex::new(())),
             max_upload: config.max_upload,
             download_base: Arc::new(download_base(&config, addr)?),
             body_stall: config.limits.stall_timeout,
@@ -134,10 +141,11 @@ impl Server {
 
     /// The router (for embedding the API in another server).
     pub fn router(state: AppState) -> Router {
+        let per_request = matches!(*state.download_base, DownloadBase::FromRequest { .. });
         // Upload bodies are bounded by the multipart parser's limits and
         // `max_upload`, checked as they stream (`upload`).
         let version_path = "/api/v1/packages/{package}/branches/{branch}/versions/{version}";
-        Router::new()
+        let router = Router::new()
             .route("/maxVersion", get(legacy::max_version))
             .route("/getVersion", get(legacy::get_version))
             .route("/update", put(legacy::update))
@@ -161,7 +169,23 @@ impl Server {
             )
             .route("/api/v1/auth", get(api_v1::auth))
             .route("/healthz", get(|| async { "ok\n" }))
-            .with_state(state)
+            .with_state(state);
+        if per_request {
+            // Answers differ by Host: caches in front must not share them.
+            router.layer(axum::middleware::map_response(
+                |mut r: axum::response::Response| async move {
+                    r.headers_mut().insert(
+                        axum::http::header::VARY,
+                        axum::http::HeaderValue::from_static(
+                            "Host, X-Forwarded-Host, X-Forwarded-Proto",
+                        ),
+                    );
+                    r
+                },
+            ))
+        } else {
+            router
+        }
     }
 
     /// The state handlers share (for tests and embedding).
@@ -181,10 +205,11 @@ impl Server {
         if let Ok(addr) = self.listener.local_addr() {
             let base = match state.download_base.as_ref() {
                 DownloadBase::Fixed(b) => b.clone(),
-                DownloadBase::FromRequest { .. } => "from each request's Host".to_owned(),
+                DownloadBase::FromRequest { .. } => "PROTO://HOST (from each request)".to_owned(),
             };
-            tracing::info!("serving on {addr}; download URLs: {base}/otafiles/…");
+            tracing::info!("serving on {addr}; download URLs: {base}/otafiles/<sha256>");
         }
+        connections::raise_file_limit(self.limits.max_connections);
         connections::serve(self.listener, app, self.limits, shutdown).await;
         poller.abort();
         state.catalogue.close().await;

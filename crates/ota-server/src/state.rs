@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::render::DownloadBase;
 use axum::http::HeaderMap;
 use ota_core::name::check_name;
-use ota_store::{BlobStore, Catalogue, KeyAuth};
+use ota_store::{BlobStore, Catalogue, KeyAuth, PackageSummary};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ pub struct AppState {
     /// Serialises "store blob + write row" and "delete row + remove blob" so a
     /// delete never removes a blob a concurrent publish is about to reference.
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Serialises loads of the package list.
+    pub packages_load: Arc<tokio::sync::Mutex<()>>,
     /// Largest accepted package file, in bytes.
     pub max_upload: u64,
     /// How `remote` download URLs are built when answering.
@@ -40,10 +42,41 @@ impl AppState {
         if let Some(view) = cached {
             return Ok(view);
         }
+        // A name the catalogue does not hold is answered from the package
+        // list in memory: a flood of unknown names never reaches the database.
+        if !self.branch_exists(package, branch).await? {
+            return Ok(Arc::new(BranchView::default()));
+        }
         let entries = self.catalogue.versions(package, branch).await?;
         let view = Arc::new(BranchView::from_sorted(entries, &self.download_base));
         self.cache.insert(package, branch, epoch, view.clone());
         Ok(view)
+    }
+
+    /// Every package with its branches, from the cache or the catalogue.
+    pub async fn packages(&self) -> Result<Arc<Vec<PackageSummary>>, ApiError> {
+        if let (Some(p), _) = self.cache.packages() {
+            return Ok(p);
+        }
+        // One load at a time: a burst of misses waits for it instead of
+        // sending the same query many times.
+        let _loading = self.packages_load.lock().await;
+        let (cached, epoch) = self.cache.packages();
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        let list = Arc::new(self.catalogue.packages().await?);
+        self.cache.set_packages(epoch, list.clone());
+        Ok(list)
+    }
+
+    /// Whether the catalogue has versions of this package branch (the
+    /// package list is sorted by name).
+    pub async fn branch_exists(&self, package: &str, branch: &str) -> Result<bool, ApiError> {
+        let list = self.packages().await?;
+        Ok(list
+            .binary_search_by(|p| p.name.as_str().cmp(package))
+            .is_ok_and(|i| list[i].branches.iter().any(|b| b == branch)))
     }
 
     /// Checks `Authorization: Bearer KEY`; returns the key's name and scopes.
@@ -52,8 +85,8 @@ impl AppState {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
             })
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthorized("missing 'Authorization: Bearer KEY' header"))?;
@@ -73,6 +106,18 @@ impl AppState {
                 key.name, key.scopes
             )))
         }
+    }
+}
+
+/// The answer for a version that is not in the catalogue: 400 when the text
+/// is not a valid version (with the reason), 404 otherwise. Lookups go by
+/// exact text first, so rows an older release accepted stay reachable.
+pub fn not_published(package: &str, branch: &str, version: &str) -> ApiError {
+    match ota_core::Version::parse(version) {
+        Err(e) => ApiError::bad_request(e.to_string()),
+        Ok(_) => ApiError::not_found(format!(
+            "{package} {version} is not published on branch {branch}"
+        )),
     }
 }
 

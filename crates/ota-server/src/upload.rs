@@ -171,18 +171,23 @@ async fn receive_form(state: &AppState, key: &KeyAuth, req: Request) -> Result<F
     let boundary = boundary(req.headers())?;
     let mut body = req.into_body().into_data_stream();
     let result = parse_form(state, key, &boundary, &mut body).await;
-    if result.is_err() {
-        let _ = tokio::time::timeout(LINGER_TIME, async {
-            let mut dropped = 0u64;
-            while let Some(Ok(chunk)) = body.next().await {
-                dropped += chunk.len() as u64;
-                if dropped > LINGER_BYTES {
-                    break;
-                }
+    // After a refusal, linger; after success, read what follows the closing
+    // boundary (its CRLF, an epilogue) so the client is not reset either.
+    let (limit, time) = if result.is_err() {
+        (LINGER_BYTES, LINGER_TIME)
+    } else {
+        (64 * 1024, Duration::from_secs(1))
+    };
+    let _ = tokio::time::timeout(time, async {
+        let mut dropped = 0u64;
+        while let Some(Ok(chunk)) = body.next().await {
+            dropped += chunk.len() as u64;
+            if dropped > limit {
+                break;
             }
-        })
-        .await;
-    }
+        }
+    })
+    .await;
     result
 }
 
@@ -373,6 +378,24 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
     );
     if let Some(existing) = state.catalogue.get(&package, &branch, &version).await? {
         return same_or_conflict(existing, content);
+    }
+    // Two spellings of one precedence (`1.2` and `1.2.0`, `1.2+b9` and
+    // `1.2+b10`) would make "the newest" depend on a tie-break.
+    let view = state.branch_view(&package, &branch).await?;
+    if let Some(twin) = view.entries.iter().find(|e| {
+        ota_core::Version::parse(&e.version)
+            .is_ok_and(|v| v.cmp_precedence(content.version()).is_eq())
+    }) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "{package} {version} has the same precedence as {} already on branch {branch} \
+                 (build metadata and trailing .0 do not order versions); publish a higher version",
+                twin.version
+            ),
+        )
+        .into());
     }
     let blobs = state.blobs.clone();
     let declared = content.sha256().clone();

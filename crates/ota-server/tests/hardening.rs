@@ -504,3 +504,119 @@ async fn data_directory_and_database_are_private() {
     assert_eq!(mode(s.data().join("lock")), 0o600);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn review_findings_stay_fixed() {
+    let s = start().await;
+    // Equal precedence is a conflict, whatever the spelling.
+    let f = b"one".to_vec();
+    s.publish("app", "main", "1.2", &f).await;
+    for twin in ["1.2.0", "1.2+b10"] {
+        let r = s.put_update(&content("app", "main", twin, &f), &f).await;
+        assert_eq!(r.status(), 409, "{twin}");
+        assert!(r.text().await.unwrap().contains("same precedence as 1.2"));
+    }
+    // Paging goes on after a deleted item; bad parameters are JSON 400s.
+    for v in 3..=6 {
+        let f = format!("v{v}").into_bytes();
+        s.publish("app", "main", &v.to_string(), &f).await;
+    }
+    let del = client()
+        .delete(format!(
+            "{}/api/v1/packages/app/branches/main/versions/4",
+            s.base
+        ))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    let j: Value = s
+        .get("/api/v1/packages/app/branches/main/versions?after=4")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let versions: Vec<&str> = j["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["5", "6"]);
+    for bad in ["?limit=abc", "?limit=-1", "?limit=99999999999999999999999"] {
+        let r = s.get(&format!("/api/v1/packages{bad}")).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let j: Value = r.json().await.unwrap();
+        assert_eq!(j["error"]["code"], "bad_request", "{bad}");
+    }
+    // The scheme name of Authorization is case-insensitive.
+    let r = client()
+        .get(format!("{}/api/v1/auth", s.base))
+        .header("authorization", format!("BEARER {}", s.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+
+    // Contradicting URL settings are refused; per-request URLs say Vary.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ota_server::ServerConfig::new(dir.path().join("data"));
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.public_url = Some("https://a.example".into());
+    c.url_from_request = true;
+    assert!(ota_server::Server::bind(c).await.is_err());
+    let s = start_with(|c| c.url_from_request = true).await;
+    let r = s.get("/maxVersion?package=none&branch=main").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.headers()["vary"],
+        "Host, X-Forwarded-Host, X-Forwarded-Proto"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    // Loopback is exempt (a proxy on the same host), so this test connects
+    // from another local address of the loopback network when it can.
+    let s = start_with(|c| {
+        c.listen = "0.0.0.0:0".parse().unwrap();
+        c.public_url = Some("http://ota.test".into());
+        c.limits.max_per_ip = 3;
+        c.limits.header_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let port = s.addr().rsplit(':').next().unwrap().to_owned();
+    let Some(own) = local_non_loopback_ip() else {
+        eprintln!("notice: no non-loopback address on this machine; skipping");
+        s.stop().await;
+        return;
+    };
+    let target = format!("{own}:{port}");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(&target).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The fourth from the same address is closed at once…
+    let mut fourth = TcpStream::connect(&target).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buf))
+        .await
+        .expect("closed, not left waiting");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // …while loopback clients are still served.
+    assert_eq!(s.get("/healthz").await.status(), 200);
+    drop(held);
+    s.stop().await;
+}
+
+fn local_non_loopback_ip() -> Option<std::net::IpAddr> {
+    // The address the kernel would use to reach a public one (no packet is sent).
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}

@@ -9,11 +9,29 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 pub(crate) fn create_private_dir_io(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    match fs::symlink_metadata(dir) {
+        // An existing directory is the operator's: its mode is left alone,
+        // with a warning when others can enter it.
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "data directory {} is accessible to other users (mode {:o}); chmod 700 it",
+                    dir.display(),
+                    meta.permissions().mode() & 0o7777
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        }
+        Err(e) => Err(e),
+    }
 }
 
-/// Creates `dir` (and its parents) and makes it private to its owner (0700).
+/// Creates `dir` (and its parents) private to its owner (0700); an
+/// existing directory keeps its mode (a warning says when it is shared).
 pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     create_private_dir_io(dir)
         .map_err(|e| StoreError::io(format!("creating data directory {}", dir.display()), e))
