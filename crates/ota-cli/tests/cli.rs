@@ -1,59 +1,15 @@
 //! The `ota` binary as a user runs it: serve, keys, publish, kill -9 and
 //! SIGTERM, resumed downloads with curl and aria2c.
 
-use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, Write};
+mod common;
+use common::*;
+use std::io::{BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OTA: &str = env!("CARGO_BIN_EXE_ota");
-
-fn sha(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `ota serve` and waits for its "listening on" line.
 fn serve(args: &[&str], envs: &[(&str, &str)]) -> Serve {
-    let mut cmd = Command::new(OTA);
-    cmd.arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn ota serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listening line");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Serve { child, base }
-}
-
-fn ota(args: &[&str]) -> std::process::Output {
-    Command::new(OTA).args(args).output().expect("run ota")
+    serve_with(args, envs, Stdio::inherit())
 }
 
 fn create_key(data: &Path) -> String {

@@ -2,63 +2,16 @@
 //! with a drain deadline, oversized publishes, size units, keys (scopes,
 //! reuse, last use), log format, messages and secrets' file modes.
 
-use sha2::{Digest, Sha256};
+mod common;
+use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OTA: &str = env!("CARGO_BIN_EXE_ota");
-
-fn sha(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(args: &[&str], stderr: Stdio) -> Serve {
-    let mut child = Command::new(OTA)
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn ota serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Serve { child, base }
-}
-
-fn ota(args: &[&str]) -> std::process::Output {
-    Command::new(OTA).args(args).output().expect("run ota")
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    serve_with(args, &[], stderr)
 }
 
 fn key(data: &Path, name: &str, scope: &str) -> String {

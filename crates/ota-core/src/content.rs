@@ -42,22 +42,6 @@ pub const STRING_FIELDS: [&str; 7] = [
 /// `hooks:` scope for the package.
 pub const HOOK_FIELDS: [&str; 4] = ["BeforeUpdate", "AfterUpdate", "restore", "local"];
 
-/// Every key this format defines (a key equal to one of these but for
-/// case is refused: a device that matched keys loosely would act on it).
-pub const KNOWN_FIELDS: [&str; 11] = [
-    "package",
-    "version",
-    "sha256",
-    "branch",
-    "description",
-    "local",
-    "remote",
-    "BeforeUpdate",
-    "AfterUpdate",
-    "restore",
-    "dependencies",
-];
-
 /// A validated content.json.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Content {
@@ -124,9 +108,12 @@ impl Content {
                     Some(_) => Err(invalid(key, "must be a string")),
                 }
             };
+        // A key equal to a defined one but for case is refused: a device
+        // that matched keys loosely would act on it.
         for key in map.keys() {
-            if let Some(known) = KNOWN_FIELDS
+            if let Some(known) = ["package", "version", "sha256", "dependencies"]
                 .iter()
+                .chain(STRING_FIELDS.iter())
                 .find(|k| k.eq_ignore_ascii_case(key) && **k != key.as_str())
             {
                 return Err(invalid(
