@@ -2,9 +2,11 @@
 //! calls a library crate and prints the result.
 
 mod android;
+mod client;
 mod config;
 mod delta;
 mod publish;
+mod strategy;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +36,9 @@ enum Command {
     },
     /// Upload a package file with its content.json (PUT /update).
     Publish(publish::PublishArgs),
+    /// Update strategies every server applies (which version a client moves to).
+    #[command(subcommand)]
+    Strategy(strategy::StrategyCommand),
     /// Make a binary delta between two files (or two directory trees).
     Diff(delta::DiffArgs),
     /// Apply a delta made by `ota diff` (or by bsdiff 4.x).
@@ -93,6 +98,9 @@ struct ServeArgs {
     /// Connections one client address may hold (0: no limit; loopback exempt) [default: 256]
     #[arg(long, env = "OTA_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
+    /// Strategies file to check and put in force at start (see `ota strategy`)
+    #[arg(long, env = "OTA_STRATEGY")]
+    strategy: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +182,10 @@ fn run(cli: Cli) -> Result<()> {
             let (file, rt) = setup()?;
             rt.block_on(publish::run(file, args))
         }
+        Command::Strategy(cmd) => {
+            let (file, rt) = setup()?;
+            rt.block_on(strategy::run(file, cmd))
+        }
     }
 }
 
@@ -192,6 +204,8 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
             max_connections_per_ip: args.max_connections_per_ip,
         },
     )?;
+    let mut config = config;
+    config.strategy_file = args.strategy;
     let server = ota_server::Server::bind(config).await?;
     let addr = server.local_addr()?;
     println!("listening on http://{addr}");

@@ -1,5 +1,6 @@
 //! `ota publish`: fill in content.json, then stream the file to `PUT /update`.
 
+use crate::client::{Remote, RemoteArgs};
 use crate::config::Settings;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -12,16 +13,8 @@ use std::path::PathBuf;
 /// Arguments of `ota publish`.
 #[derive(Args)]
 pub struct PublishArgs {
-    /// Server base URL, e.g. http://127.0.0.1:8080
-    #[arg(long, env = "OTA_SERVER")]
-    server: Option<String>,
-    /// API key (from `ota keys create`); prefer --key-file or OTA_KEY, since
-    /// other users can read command lines in `ps`
-    #[arg(long, env = "OTA_KEY", hide_env_values = true)]
-    key: Option<String>,
-    /// File holding the API key (must not be readable by other users)
-    #[arg(long, env = "OTA_KEY_FILE")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// content.json to send; missing keys are filled from the flags and the file
     #[arg(long)]
     content: Option<PathBuf>,
@@ -61,18 +54,7 @@ fn fill(
 
 /// Runs the command.
 pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
-    let server = args.server.or(settings.publish.server).context(
-        "no server: pass --server URL (or OTA_SERVER, or [publish] server in the config)",
-    )?;
-    // A key file (flag or OTA_KEY_FILE) wins over a key in OTA_KEY or --key.
-    let key = match (args.key_file.or(settings.publish.key_file), args.key) {
-        (Some(path), _) => read_key_file(&path)?,
-        (None, Some(k)) => k,
-        (None, None) => settings.publish.key.context(
-            "no API key: pass --key-file FILE (or OTA_KEY_FILE, OTA_KEY, or [publish] key_file in the config)",
-        )?,
-    };
-    warn_if_plain_http(&server);
+    let Remote { server, key } = args.remote.resolve(settings)?;
     let mut map = match &args.content {
         Some(path) => {
             let text =
@@ -252,36 +234,5 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
         }
         304 => bail!("the server received different bytes than were sent (SHA-256 mismatch); nothing was stored, retry"),
         _ => bail!("the server refused the upload ({status}): {}", body.trim()),
-    }
-}
-
-/// Reads a key file, refusing one that other users can read.
-fn read_key_file(path: &std::path::Path) -> Result<String> {
-    crate::config::refuse_if_shared(path, "it holds an API key")?;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading key file {}", path.display()))?;
-    let key = text.trim().to_owned();
-    if key.is_empty() {
-        bail!("key file {} is empty", path.display());
-    }
-    Ok(key)
-}
-
-/// Warns when a key would cross the network in clear text.
-fn warn_if_plain_http(server: &str) {
-    let Ok(url) = url::Url::parse(server) else {
-        return;
-    };
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => true,
-    };
-    if url.scheme() == "http" && !loopback {
-        eprintln!(
-            "warning: sending the API key over plain http:// to {}; anyone on the path can read it (use https://)",
-            url.host_str().unwrap_or_default()
-        );
     }
 }

@@ -413,3 +413,65 @@ fn settings_mistakes_are_caught_before_anything_runs() {
         "{t}"
     );
 }
+
+#[test]
+fn strategies_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let admin = key(&data, "ops", "admin");
+    let file = dir.path().join("strategies.json");
+    std::fs::write(
+        &file,
+        r#"[{"name":"app","update":[{"strategy":"compulsory","dest":"newest"}]}]"#,
+    )
+    .unwrap();
+    let s = serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            d,
+            "--strategy",
+            file.to_str().unwrap(),
+        ],
+        Stdio::null(),
+    );
+    let show = ota(&["strategy", "show", "--server", &s.base, "--key", &admin]);
+    assert!(show.status.success(), "{}", text(&show));
+    assert!(text(&show).contains(r#""dest":"newest""#));
+    // A mistake is caught locally, with where it is; nothing is sent.
+    std::fs::write(
+        &file,
+        r#"[{"name":"app","update":[{"strategy":"often","dest":"1"}]}]"#,
+    )
+    .unwrap();
+    let set = ota(&[
+        "strategy",
+        "set",
+        "--server",
+        &s.base,
+        "--key",
+        &admin,
+        file.to_str().unwrap(),
+    ]);
+    assert!(!set.status.success());
+    assert!(
+        text(&set).contains("[0].update[0].strategy"),
+        "{}",
+        text(&set)
+    );
+    std::fs::write(&file, "[]").unwrap();
+    let set = ota(&[
+        "strategy",
+        "set",
+        "--server",
+        &s.base,
+        "--key",
+        &admin,
+        file.to_str().unwrap(),
+    ]);
+    assert!(set.status.success(), "{}", text(&set));
+    let show = ota(&["strategy", "show", "--server", &s.base, "--key", &admin]);
+    assert_eq!(String::from_utf8_lossy(&show.stdout).trim(), "[]");
+}

@@ -30,6 +30,7 @@ pub mod multipart;
 pub mod render;
 mod server;
 pub mod state;
+pub mod strategies;
 pub mod upload;
 
 pub use connections::ConnectionLimits;

@@ -4,7 +4,7 @@ use crate::cache::VersionCache;
 use crate::connections::{self, ConnectionLimits};
 use crate::render::DownloadBase;
 use crate::state::AppState;
-use crate::{api_v1, download, legacy};
+use crate::{api_v1, download, legacy, strategies};
 use anyhow::Context;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub generation_poll: Duration,
     /// Connection cap and timeouts.
     pub limits: ConnectionLimits,
+    /// A strategies file to check and store at start (`serve --strategy`).
+    pub strategy_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -51,6 +53,7 @@ impl ServerConfig {
             url_from_request: false,
             generation_poll: Duration::from_secs(1),
             limits: ConnectionLimits::default(),
+            strategy_file: None,
         }
     }
 
@@ -125,6 +128,13 @@ impl Server {
             download_base: Arc::new(download_base(&config, addr)?),
             body_stall: config.limits.stall_timeout,
         };
+        if let Some(path) = &config.strategy_file {
+            let body = std::fs::read(path)
+                .with_context(|| format!("reading strategies {}", path.display()))?;
+            crate::strategies::store(&state, &body, "serve --strategy")
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+        }
         Ok(Server {
             listener,
             state,
@@ -168,6 +178,10 @@ impl Server {
                 get(api_v1::get_version).delete(api_v1::delete_version),
             )
             .route("/api/v1/auth", get(api_v1::auth))
+            .route(
+                "/api/v1/strategies",
+                get(strategies::get).put(strategies::put),
+            )
             .route("/healthz", get(|| async { "ok\n" }))
             .with_state(state);
         if per_request {

@@ -30,6 +30,7 @@ mod deltas;
 mod jobs;
 mod migrate;
 mod private;
+mod strategies;
 pub mod testdb;
 
 pub use blob::{BlobStore, BlobWriter, CommitError, Committed, DataDirLock};
@@ -40,6 +41,7 @@ pub use catalogue::{
 pub use deltas::{Delta, NewDelta};
 pub use jobs::{Job, JobState, NewJob};
 pub use private::create_private_dir;
+pub use strategies::StoredStrategies;
 
 /// Removes what a crash can leave behind: temporary upload files, and blobs
 /// that no catalogue row references (a crash between storing a blob and

@@ -170,6 +170,24 @@ Migration {
             UNIQUE (kind, package, branch, from_version, to_version))",
         "CREATE INDEX jobs_ready ON jobs (state, run_after)",
     ],
+},
+// The update strategies: one validated document, shared by every server.
+Migration {
+    version: 4,
+    sqlite: &[
+        "CREATE TABLE strategies (
+            id INTEGER PRIMARY KEY,
+            body TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            updated_by TEXT NOT NULL)",
+    ],
+    postgres: &[
+        "CREATE TABLE strategies (
+            id BIGINT PRIMARY KEY,
+            body TEXT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            updated_by TEXT NOT NULL)",
+    ],
 }];
 
 /// Brings the schema up to date (or up to `upto`, for migration tests).

@@ -436,3 +436,25 @@ both_backends!(
         assert_eq!(a.len() + b.len(), 40, "none ran twice");
     }
 );
+
+both_backends!(
+    strategies_are_one_shared_document,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        assert_eq!(cat.strategies().await.unwrap(), None);
+        let g0 = cat.generation().await.unwrap();
+        cat.set_strategies("[]", "ops").await.unwrap();
+        cat.set_strategies(r#"[{"name":"app"}]"#, "ci")
+            .await
+            .unwrap();
+        let s = cat.strategies().await.unwrap().unwrap();
+        assert_eq!(
+            (s.body.as_str(), s.updated_by.as_str()),
+            (r#"[{"name":"app"}]"#, "ci")
+        );
+        assert!(
+            cat.generation().await.unwrap() >= g0 + 2,
+            "other servers learn of it"
+        );
+    }
+);
