@@ -208,8 +208,9 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
     config.strategy_file = args.strategy;
     let server = ota_server::Server::bind(config).await?;
     let addr = server.local_addr()?;
+    let stop = ota_server::shutdown_signal();
     println!("listening on http://{addr}");
-    server.run(ota_server::shutdown_signal()).await?;
+    server.run(stop).await?;
     tracing::info!("stopped");
     Ok(())
 }
