@@ -5,10 +5,11 @@
 //! that directory must be byte for byte what it was (listing, modes,
 //! contents, link targets), whether the install succeeded or not.
 
+mod common;
+use common::package;
 use ota_android::recovery::{self, ApplyOptions};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -57,17 +58,7 @@ impl Scene {
     }
     /// Runs a package made of `script` and `files`; the result as text.
     fn run(&self, script: &str, files: &[(&str, &[u8])]) -> Result<String, String> {
-        let pkg = self.dir.path().join("pkg.zip");
-        let mut z = zip::ZipWriter::new(std::fs::File::create(&pkg).unwrap());
-        let o = zip::write::SimpleFileOptions::default();
-        z.start_file("META-INF/com/google/android/updater-script", o)
-            .unwrap();
-        z.write_all(script.as_bytes()).unwrap();
-        for (n, d) in files {
-            z.start_file(*n, o).unwrap();
-            z.write_all(d).unwrap();
-        }
-        z.finish().unwrap();
+        let pkg = package(self.dir.path(), script, files);
         let mut log = Vec::new();
         recovery::apply(&pkg, &self.root(), ApplyOptions::default(), &mut log)
             .map(|_| String::from_utf8_lossy(&log).to_string())

@@ -1,24 +1,10 @@
 //! The recovery simulator against hostile and broken packages: nothing is
 //! written outside ROOT, errors say what happened.
 
+mod common;
+use common::package;
 use ota_android::recovery::{self, ApplyOptions};
-use std::io::Write;
 use std::path::Path;
-
-fn package(dir: &Path, script: &str, files: &[(&str, &[u8])]) -> std::path::PathBuf {
-    let p = dir.join(format!("pkg-{}.zip", files.len() + script.len()));
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
-    let o = zip::write::SimpleFileOptions::default();
-    z.start_file("META-INF/com/google/android/updater-script", o)
-        .unwrap();
-    z.write_all(script.as_bytes()).unwrap();
-    for (n, d) in files {
-        z.start_file(*n, o).unwrap();
-        z.write_all(d).unwrap();
-    }
-    z.finish().unwrap();
-    p
-}
 
 fn run(dir: &Path, script: &str, files: &[(&str, &[u8])]) -> Result<String, String> {
     let pkg = package(dir, script, files);
