@@ -5,62 +5,14 @@
 //! directory outside the tree. The sentinel must come out byte for byte
 //! unchanged (listing, contents, modes), whatever the apply answered.
 
+mod common;
+use common::*;
 use ota_delta::tree::{self, Manifest};
 use ota_delta::DiffOptions;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// Everything a directory holds, recursively: path -> kind, mode, content
-/// or link text. The root's own mode is included under "".
-fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let m = fs::symlink_metadata(root).unwrap();
-    out.insert(
-        String::new(),
-        format!("dir {:o}", m.permissions().mode() & 0o7777),
-    );
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let name = e.file_name().into_string().unwrap();
-            let path = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let m = fs::symlink_metadata(e.path()).unwrap();
-            let mode = m.permissions().mode() & 0o7777;
-            let desc = if m.file_type().is_symlink() {
-                format!("link {}", fs::read_link(e.path()).unwrap().display())
-            } else if m.is_dir() {
-                stack.push((e.path(), path.clone()));
-                format!("dir {mode:o}")
-            } else {
-                format!("file {mode:o} {:?}", fs::read(e.path()).unwrap())
-            };
-            out.insert(path, desc);
-        }
-    }
-    out
-}
-
-fn opts() -> DiffOptions {
-    DiffOptions {
-        level: 3,
-        threads: 2,
-        ..DiffOptions::default()
-    }
-}
-
-fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, data).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-}
 
 fn copy_tree(from: &Path, to: &Path) {
     let st = std::process::Command::new("cp")
@@ -100,7 +52,7 @@ impl Scene {
         self.p("sentinel/victim")
     }
     fn sentinel(&self) -> BTreeMap<String, String> {
-        snapshot(&self.p("sentinel"))
+        snapshot_with_root(&self.p("sentinel"))
     }
 }
 
@@ -137,14 +89,18 @@ fn mode_change_copy_never_writes_through_a_symlink_of_the_new_tree() {
             before,
             "sentinel changed (in place, link in OLD: {link_in_old_too})"
         );
-        assert_eq!(snapshot(&dev), snapshot(&b), "in-place result");
+        assert_eq!(
+            snapshot_with_root(&dev),
+            snapshot_with_root(&b),
+            "in-place result"
+        );
         tree::patch_tree(&a, &p, &sc.p("out")).unwrap();
         assert_eq!(
             sc.sentinel(),
             before,
             "sentinel changed (to a new directory)"
         );
-        assert_eq!(snapshot(&sc.p("out")), snapshot(&b));
+        assert_eq!(snapshot_with_root(&sc.p("out")), snapshot_with_root(&b));
     }
 }
 
@@ -171,7 +127,7 @@ fn journal_temporary_is_never_written_through_a_symlink() {
     symlink(sc.victim(), sc.p("device.ota-journal.tmp")).unwrap();
     tree::patch_tree_in_place(&dev, &p).unwrap();
     assert_eq!(sc.sentinel(), before);
-    assert_eq!(snapshot(&dev), snapshot(&b));
+    assert_eq!(snapshot_with_root(&dev), snapshot_with_root(&b));
 }
 
 #[test]
@@ -212,9 +168,9 @@ fn planted_journal_stage_and_backup_never_lead_outside() {
         plant(&sc);
         let r = tree::patch_tree_in_place(&dev, &p);
         assert_eq!(sc.sentinel(), before, "{name}: sentinel changed ({r:?})");
-        let got = snapshot(&dev);
+        let got = snapshot_with_root(&dev);
         assert!(
-            got == snapshot(&b) || (r.is_err() && got == snapshot(&a)),
+            got == snapshot_with_root(&b) || (r.is_err() && got == snapshot_with_root(&a)),
             "{name}: the tree is neither OLD nor NEW ({r:?})"
         );
         // The same names beside a fresh output directory.
@@ -305,14 +261,14 @@ fn copies_from_symlinks_in_old_are_refused() {
             }
         });
         for in_place in [false, true] {
-            let before_dev = snapshot(&dev);
+            let before_dev = snapshot_with_root(&dev);
             let r = if in_place {
                 tree::patch_tree_in_place(&dev, &bad).map(|_| ())
             } else {
                 tree::patch_tree(&dev, &bad, &sc.p("out"))
             };
             assert!(r.is_err(), "{name}: a copy through a symlink was accepted");
-            assert_eq!(snapshot(&dev), before_dev, "{name}: tree changed");
+            assert_eq!(snapshot_with_root(&dev), before_dev, "{name}: tree changed");
             assert!(!sc.p("out").exists());
         }
     }
@@ -339,9 +295,9 @@ fn setuid_and_setgid_modes_are_refused_by_default() {
         assert!(!sc.p("out").exists());
         let dev = sc.p("device");
         copy_tree(&a, &dev);
-        let before = snapshot(&dev);
+        let before = snapshot_with_root(&dev);
         assert!(tree::patch_tree_in_place(&dev, &p).is_err(), "{what}");
-        assert_eq!(snapshot(&dev), before);
+        assert_eq!(snapshot_with_root(&dev), before);
     }
     // A setgid directory likewise.
     let sc = Scene::new();
@@ -369,15 +325,15 @@ fn setuid_modes_apply_when_the_caller_allows_them() {
     tree::diff_trees(&a, &b, &p, None, &opts()).unwrap();
     let allow = tree::ApplyOptions { allow_setuid: true };
     tree::patch_tree_with(&a, &p, &sc.p("out"), &allow).unwrap();
-    assert_eq!(snapshot(&sc.p("out")), snapshot(&b));
+    assert_eq!(snapshot_with_root(&sc.p("out")), snapshot_with_root(&b));
     let dev = sc.p("device");
     copy_tree(&a, &dev);
     let applied = tree::patch_tree_in_place_with(&dev, &p, &allow).unwrap();
     assert_eq!(applied, tree::Applied::Updated);
-    assert_eq!(snapshot(&dev), snapshot(&b));
+    assert_eq!(snapshot_with_root(&dev), snapshot_with_root(&b));
     // Sticky alone needs no permission.
     fs::set_permissions(b.join("bin/su"), fs::Permissions::from_mode(0o755)).unwrap();
     tree::diff_trees(&a, &b, &p, None, &opts()).unwrap();
     tree::patch_tree(&a, &p, &sc.p("out2")).unwrap();
-    assert_eq!(snapshot(&sc.p("out2")), snapshot(&b));
+    assert_eq!(snapshot_with_root(&sc.p("out2")), snapshot_with_root(&b));
 }

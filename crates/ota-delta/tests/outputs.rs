@@ -1,19 +1,13 @@
 //! What the engine leaves behind: patch files readable as any new file
 //! would be (`0666 & !umask`), and an in-place update that can be re-run.
 
+mod common;
+use common::*;
 use ota_delta::tree;
 use ota_delta::DiffOptions;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-fn opts() -> DiffOptions {
-    DiffOptions {
-        level: 3,
-        threads: 2,
-        ..DiffOptions::default()
-    }
-}
 
 /// The process umask, from /proc (Linux ≥ 4.7), without changing it.
 fn umask() -> u32 {
@@ -24,13 +18,6 @@ fn umask() -> u32 {
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
-fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, data).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
 }
 
 #[test]

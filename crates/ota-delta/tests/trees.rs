@@ -2,56 +2,13 @@
 //! reverse), wrong sources, hostile patches, in-place updates and recovery.
 
 use ota_delta::tree::{self, Manifest};
-use ota_delta::{DeltaError, DiffOptions};
+use ota_delta::DeltaError;
+mod common;
+use common::*;
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-
-/// What a tree holds, for comparisons: path -> description.
-fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let name = e.file_name().into_string().unwrap();
-            let path = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let m = fs::symlink_metadata(e.path()).unwrap();
-            let mode = m.permissions().mode() & 0o7777;
-            let desc = if m.file_type().is_symlink() {
-                format!("link {}", fs::read_link(e.path()).unwrap().display())
-            } else if m.is_dir() {
-                stack.push((e.path(), path.clone()));
-                format!("dir {mode:o}")
-            } else {
-                format!("file {mode:o} {:?}", fs::read(e.path()).unwrap())
-            };
-            out.insert(path, desc);
-        }
-    }
-    out
-}
-
-fn opts() -> DiffOptions {
-    DiffOptions {
-        level: 3,
-        threads: 2,
-        ..DiffOptions::default()
-    }
-}
-
-fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, data).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-}
 
 /// A realistic pair: unchanged, modified, renamed (versioned directory),
 /// moved, deleted and added files, an empty file, symlinks, modes.
