@@ -1,0 +1,64 @@
+//! Errors of packs and bundles.
+
+use std::path::PathBuf;
+
+/// What went wrong reading, writing, verifying or applying a pack or bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The pack or bundle is not laid out as the format says.
+    #[error("malformed {what}: {why}")]
+    Malformed {
+        /// Which part (`pack_2.tar.gz`, `apply_log`, …).
+        what: String,
+        /// Why.
+        why: String,
+    },
+    /// A signature did not verify with the given public key.
+    #[error("{what}: signature does not verify with the given public key")]
+    BadSignature {
+        /// Which pack.
+        what: String,
+    },
+    /// A patch failed to apply.
+    #[error("{what}: {source}")]
+    Delta {
+        /// Which pack.
+        what: String,
+        /// The cause.
+        source: ota_delta::DeltaError,
+    },
+    /// A path outside what a pack may touch.
+    #[error("{path}: {why}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// Why it is refused.
+        why: String,
+    },
+}
+
+impl BundleError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        BundleError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+    pub(crate) fn malformed(what: impl Into<String>, why: impl Into<String>) -> Self {
+        BundleError::Malformed {
+            what: what.into(),
+            why: why.into(),
+        }
+    }
+}
+
+/// Result with [`BundleError`].
+pub type Result<T, E = BundleError> = std::result::Result<T, E>;
