@@ -35,6 +35,26 @@ pub enum BundleError {
         /// The cause.
         source: ota_delta::DeltaError,
     },
+    /// An archive member was refused: hostile name, link or type, a
+    /// duplicate, a lie about its size.
+    #[error("{archive}: member {member:?}: {why}")]
+    Member {
+        /// The archive.
+        archive: PathBuf,
+        /// The member's name as the archive gives it (lossy if not UTF-8).
+        member: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// An archive refused as a whole: damaged, over a limit, or not what
+    /// it was said to be.
+    #[error("{archive}: {why}")]
+    Archive {
+        /// The archive.
+        archive: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// A path outside what a pack may touch.
     #[error("{path}: {why}")]
     Path {

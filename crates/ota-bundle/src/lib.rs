@@ -4,6 +4,8 @@
 //! (an `ota-delta` patch and what it is for) and answers a confirm with a
 //! [`bundle`] (`data.tar.gz`): the packs of a path, the digest of the
 //! version after each and their signatures, in `apply_log` order.
+//! [`archive`] detects archive packages (tar, tar.gz, tar.zst, zip) and
+//! unpacks them safely so the server can diff them as trees.
 //!
 //! ```
 //! use ota_bundle::pack::{write_pack, read_pack, PackInfo, PackDirection, PatchFormat};
@@ -23,6 +25,7 @@
 //! assert_eq!(read, written);
 //! ```
 
+pub mod archive;
 pub mod bundle;
 pub mod error;
 pub mod pack;
