@@ -289,6 +289,11 @@ impl Strategies {
         Ok(Strategies { packages })
     }
 
+    /// True when the document has rules for the package `name`.
+    pub fn covers(&self, name: &str) -> bool {
+        self.packages.iter().any(|p| p.name == name)
+    }
+
     /// The decision for a client, given the newest servable version of its
     /// package (for `dest: newest`); `None` when no rule moves it.
     pub fn decide(&self, q: &Query<'_>, newest: Option<&str>) -> Option<Decision> {

@@ -229,6 +229,10 @@ pub async fn delete_version(
         .await?
         .ok_or_else(|| not_published(&package, &branch, &version))?;
     state.cache.invalidate(&package, &branch);
+    state
+        .packs
+        .deleted(&state.catalogue, &package, &branch, &version)
+        .await?;
     if state.catalogue.references(&gone.sha256).await? == 0 {
         if let Ok(h) = ota_core::Sha256Hex::parse(&gone.sha256) {
             if let Err(e) = state.blobs.remove(&h) {
@@ -263,4 +267,126 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> Response {
         }
         Err(UploadError::Api(e)) => e.into_json(),
     }
+}
+
+fn job_json(j: &ota_store::Job) -> Value {
+    json!({
+        "id": j.id,
+        "kind": j.job.kind,
+        "package": j.job.package,
+        "branch": j.job.branch,
+        "from": j.job.from_version,
+        "to": j.job.to_version,
+        "level": j.job.level,
+        "state": j.state.as_str(),
+        "attempts": j.attempts,
+        "run_after": j.run_after,
+        "worker": j.claimed_by,
+        "error": j.error,
+        "created_at": j.created_at,
+        "updated_at": j.updated_at,
+    })
+}
+
+/// `GET /api/v1/jobs[?state=queued|running|done|failed&limit=N]`, newest
+/// first (any valid key).
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, JsonError> {
+    state.authenticate(&headers).await?;
+    let mut filter = None;
+    let mut limit = 100u32;
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        match &*k {
+            "state" => {
+                filter = Some(match &*v {
+                    "queued" => ota_store::JobState::Queued,
+                    "running" => ota_store::JobState::Running,
+                    "done" => ota_store::JobState::Done,
+                    "failed" => ota_store::JobState::Failed,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "state: {other:?} is not one of queued, running, done, failed"
+                        ))
+                        .into())
+                    }
+                })
+            }
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| ApiError::bad_request("limit: a number from 1 to 10000"))?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!("unknown parameter {other:?}")).into())
+            }
+        }
+    }
+    let jobs = state.catalogue.jobs(filter, limit).await?;
+    Ok(Json(
+        json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `POST /api/v1/jobs/{id}/retry`: queues a failed job again (admin).
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<StatusCode, JsonError> {
+    let key = state.authenticate(&headers).await?;
+    if !key.scopes.is_admin() {
+        return Err(ApiError::forbidden("retrying a job needs the admin scope").into());
+    }
+    if !state.catalogue.retry_job(id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_failed",
+            format!("job {id} does not exist or has not failed"),
+        )
+        .into());
+    }
+    state.packs.wake.notify_waiters();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET …/branches/{branch}/deltas`: the branch's delta map: each version
+/// with its position, digest and whether it is a delta destination yet.
+pub async fn delta_map(
+    State(state): State<AppState>,
+    Path((package, branch)): Path<(String, String)>,
+) -> Result<Json<Value>, JsonError> {
+    check_path(&package, &branch)?;
+    let rows = state.catalogue.map_versions(&package, &branch).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no versions of {package} on branch {branch} are on the delta map"
+        ))
+        .into());
+    }
+    let m = state.packs.map(&state.catalogue, &package, &branch).await?;
+    let versions: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "version": r.version,
+                "position": r.position,
+                "digest": r.digest,
+                "deleted": r.deleted,
+                "ready": !r.deleted && m.map.is_ready(&r.version),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "package": package,
+        "branch": branch,
+        "newest": m.map.newest_ready(),
+        "packs": m.packs.len(),
+        "pack_bytes": m.packs.values().map(|p| p.size).sum::<u64>(),
+        "versions": versions,
+    })))
 }

@@ -91,7 +91,27 @@ pub async fn get_file(
         ApiError::bad_request("malformed file name: expected a SHA-256 (64 hex characters)")
     })?;
     let path = state.blobs.path_of(&hash);
-    let etag = format!("\"{hash}\"");
+    serve_file(
+        path,
+        &format!("\"{hash}\""),
+        &headers,
+        "public, max-age=31536000, immutable",
+        "application/octet-stream",
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no file with SHA-256 {hash}")).into())
+}
+
+/// Serves a file that never changes once in place (a blob, a cached
+/// bundle) with `ETag`, `Range`, `If-Range` and `If-None-Match`; `None`
+/// when it does not exist.
+pub async fn serve_file(
+    path: std::path::PathBuf,
+    etag: &str,
+    headers: &HeaderMap,
+    cache_control: &'static str,
+    content_type: &'static str,
+) -> Result<Option<Response>, PlainError> {
     let opened = tokio::task::spawn_blocking(
         move || -> std::io::Result<Option<(u64, Option<memmap2::Mmap>)>> {
             let file = match std::fs::File::open(&path) {
@@ -114,22 +134,24 @@ pub async fn get_file(
     .map_err(|e| ApiError::internal("opening a file", e))?
     .map_err(|e| ApiError::internal("opening a file", e))?;
     let Some((len, map)) = opened else {
-        return Err(ApiError::not_found(format!("no file with SHA-256 {hash}")).into());
+        return Ok(None);
     };
 
     let mut builder = Response::builder()
-        .header(header::ETAG, &etag)
+        .header(header::ETAG, etag)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+        .header(header::CACHE_CONTROL, cache_control);
     if let Some(inm) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
-        if etag_matches(inm, &etag) {
-            return Ok(builder
-                .status(StatusCode::NOT_MODIFIED)
-                .body(Body::empty())
-                .map_err(|e| ApiError::internal("building a response", e))?);
+        if etag_matches(inm, etag) {
+            return Ok(Some(
+                builder
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(Body::empty())
+                    .map_err(|e| ApiError::internal("building a response", e))?,
+            ));
         }
     }
     // If-Range: honour Range only when the validator is our (strong) ETag.
@@ -145,14 +167,14 @@ pub async fn get_file(
     let response = match range {
         RangeRequest::Full => builder
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_TYPE, content_type)
             .header(header::CONTENT_LENGTH, len)
             .body(Body::from(all)),
         RangeRequest::Partial(first, last) => {
             let (a, b) = (first as usize, last as usize + 1);
             builder = builder
                 .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_TYPE, content_type)
                 .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{len}"))
                 .header(header::CONTENT_LENGTH, b - a);
             builder.body(Body::from(all.slice(a..b)))
@@ -162,7 +184,9 @@ pub async fn get_file(
             .header(header::CONTENT_RANGE, format!("bytes */{len}"))
             .body(Body::empty()),
     };
-    response.map_err(|e| ApiError::internal("building a response", e).into())
+    response
+        .map(Some)
+        .map_err(|e| ApiError::internal("building a response", e).into())
 }
 
 #[cfg(test)]

@@ -21,12 +21,14 @@
 //! ```
 
 pub mod api_v1;
+pub mod bundle_protocol;
 pub mod cache;
 mod connections;
 pub mod download;
 pub mod error;
 pub mod legacy;
 pub mod multipart;
+pub mod packs;
 pub mod render;
 mod server;
 pub mod state;
@@ -34,5 +36,6 @@ pub mod strategies;
 pub mod upload;
 
 pub use connections::ConnectionLimits;
+pub use packs::PackConfig;
 pub use render::DownloadBase;
 pub use server::{shutdown_signal, Server, ServerConfig};

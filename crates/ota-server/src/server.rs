@@ -1,7 +1,9 @@
 //! Binding, routing, start-up recovery and graceful shutdown.
 
+use crate::bundle_protocol::{self, bundles::BundleCache, RulesCache};
 use crate::cache::VersionCache;
 use crate::connections::{self, ConnectionLimits};
+use crate::packs::{PackConfig, Packs};
 use crate::render::DownloadBase;
 use crate::state::AppState;
 use crate::{api_v1, download, legacy, strategies};
@@ -39,6 +41,10 @@ pub struct ServerConfig {
     pub limits: ConnectionLimits,
     /// A strategies file to check and store at start (`serve --strategy`).
     pub strategy_file: Option<PathBuf>,
+    /// Pack building and signing.
+    pub packs: PackConfig,
+    /// Bytes of bundles kept on disk for repeated and resumed downloads.
+    pub bundle_cache: u64,
 }
 
 impl ServerConfig {
@@ -54,6 +60,8 @@ impl ServerConfig {
             generation_poll: Duration::from_secs(1),
             limits: ConnectionLimits::default(),
             strategy_file: None,
+            packs: PackConfig::default(),
+            bundle_cache: 2 << 30,
         }
     }
 
@@ -118,6 +126,8 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let packs = Packs::new(config.packs.clone(), &config.data_dir, &catalogue).await?;
+        let bundles = BundleCache::new(config.data_dir.join("bundles"), config.bundle_cache)?;
         let state = AppState {
             catalogue,
             blobs,
@@ -127,7 +137,14 @@ impl Server {
             max_upload: config.max_upload,
             download_base: Arc::new(download_base(&config, addr)?),
             body_stall: config.limits.stall_timeout,
+            packs,
+            bundles: Arc::new(bundles),
+            rules: Arc::new(RulesCache::default()),
         };
+        let queued = state.packs.reconcile(&state.catalogue).await?;
+        if queued > 0 {
+            tracing::info!("queued {queued} pack job(s) for versions the delta map lacked");
+        }
         if let Some(path) = &config.strategy_file {
             let body = std::fs::read(path)
                 .with_context(|| format!("reading strategies {}", path.display()))?;
@@ -182,6 +199,19 @@ impl Server {
                 "/api/v1/strategies",
                 get(strategies::get).put(strategies::put),
             )
+            .route("/api/v1/jobs", get(api_v1::list_jobs))
+            .route("/api/v1/jobs/{id}/retry", post(api_v1::retry_job))
+            .route(
+                "/api/v1/packages/{package}/branches/{branch}/deltas",
+                get(api_v1::delta_map),
+            )
+            .route("/api/v1/update/request", post(bundle_protocol::request))
+            .route("/api/v1/update/confirm", post(bundle_protocol::confirm))
+            .route(
+                "/api/v1/update/bundles/{name}",
+                get(bundle_protocol::get_bundle),
+            )
+            .route("/api/v1/signing-key", get(bundle_protocol::signing_key))
             .route("/healthz", get(|| async { "ok\n" }))
             .with_state(state);
         if per_request {
@@ -215,6 +245,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let poller = tokio::spawn(poll_generation(state.clone(), self.poll));
+        let workers = crate::packs::runner::spawn(&state, &state.packs);
         let app = Self::router(state.clone());
         if let Ok(addr) = self.listener.local_addr() {
             let base = match state.download_base.as_ref() {
@@ -226,6 +257,10 @@ impl Server {
         connections::raise_file_limit(self.limits.max_connections);
         connections::serve(self.listener, app, self.limits, shutdown).await;
         poller.abort();
+        // A job cut here is taken over when its lease runs out.
+        for w in workers {
+            w.abort();
+        }
         state.catalogue.close().await;
         Ok(())
     }
@@ -241,6 +276,8 @@ async fn poll_generation(state: AppState, every: Duration) {
         match state.catalogue.generation().await {
             Ok(g) if Some(g) != last => {
                 state.cache.clear();
+                state.packs.maps.clear();
+                state.rules.clear();
                 last = Some(g);
             }
             Ok(_) => {}

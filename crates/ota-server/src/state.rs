@@ -29,6 +29,12 @@ pub struct AppState {
     pub download_base: Arc<DownloadBase>,
     /// An upload whose body moves no byte for this long is refused.
     pub body_stall: Duration,
+    /// Delta maps, pack jobs and the signing key.
+    pub packs: Arc<crate::packs::Packs>,
+    /// Bundles of the bundle protocol, built from stored packs.
+    pub bundles: Arc<crate::bundle_protocol::bundles::BundleCache>,
+    /// The update strategies in force, parsed.
+    pub rules: Arc<crate::bundle_protocol::RulesCache>,
 }
 
 impl AppState {

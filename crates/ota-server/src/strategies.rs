@@ -24,6 +24,7 @@ pub async fn store(state: &AppState, body: &[u8], by: &str) -> Result<(), ApiErr
         .map_err(|_| ApiError::bad_request("the strategies document is not UTF-8"))?;
     Strategies::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state.catalogue.set_strategies(text, by).await?;
+    state.rules.clear();
     tracing::info!(by, bytes = body.len(), "strategies updated");
     Ok(())
 }

@@ -417,6 +417,20 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
     match state.catalogue.publish(&new).await? {
         PublishOutcome::Inserted(e) => {
             state.cache.invalidate(&package, &branch);
+            // The version is published whatever happens here; a failure to
+            // queue its packs is repaired at the next start (reconcile).
+            if let Err(err) = state
+                .packs
+                .published(&state.catalogue, &package, &branch, &e.version)
+                .await
+            {
+                tracing::warn!(
+                    package,
+                    branch,
+                    version = e.version,
+                    "queueing pack jobs: {err}"
+                );
+            }
             tracing::info!(
                 package,
                 branch,

@@ -28,8 +28,10 @@ mod blob;
 mod catalogue;
 mod deltas;
 mod jobs;
+mod map_versions;
 mod migrate;
 mod private;
+mod settings;
 mod strategies;
 pub mod testdb;
 
@@ -40,6 +42,7 @@ pub use catalogue::{
 };
 pub use deltas::{Delta, NewDelta};
 pub use jobs::{Job, JobState, NewJob};
+pub use map_versions::{MapAppend, MapVersion};
 pub use private::create_private_dir;
 pub use strategies::StoredStrategies;
 

@@ -188,6 +188,40 @@ Migration {
             updated_at BIGINT NOT NULL,
             updated_by TEXT NOT NULL)",
     ],
+},
+// The delta map: each package branch's versions in the order they joined
+// the skip-list (a position never changes; a deleted version stays as a
+// waypoint), with each version's digest once a pack job computed it; and
+// settings every server sharing the database must agree on (the public
+// key packs are signed with).
+Migration {
+    version: 5,
+    sqlite: &[
+        "CREATE TABLE map_versions (
+            package TEXT NOT NULL,
+            branch TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            digest TEXT,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (package, branch, position),
+            UNIQUE (package, branch, version))",
+        "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+    postgres: &[
+        "CREATE TABLE map_versions (
+            package TEXT NOT NULL,
+            branch TEXT NOT NULL,
+            position BIGINT NOT NULL,
+            version TEXT NOT NULL,
+            digest TEXT,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (package, branch, position),
+            UNIQUE (package, branch, version))",
+        "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
 }];
 
 /// Brings the schema up to date (or up to `upto`, for migration tests).
