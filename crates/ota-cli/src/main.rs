@@ -5,6 +5,7 @@ mod android;
 mod client;
 mod config;
 mod delta;
+mod jobs;
 mod publish;
 mod strategy;
 
@@ -39,6 +40,8 @@ enum Command {
     /// Update strategies every server applies (which version a client moves to).
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Pack jobs (building the deltas of newly published versions).
+    Jobs(jobs::JobsArgs),
     /// Make a binary delta between two files (or two directory trees).
     Diff(delta::DiffArgs),
     /// Apply a delta made by `ota diff` (or by bsdiff 4.x).
@@ -101,6 +104,21 @@ struct ServeArgs {
     /// Strategies file to check and put in force at start (see `ota strategy`)
     #[arg(long, env = "OTA_STRATEGY")]
     strategy: Option<PathBuf>,
+    /// Ed25519 private key (PEM) packs are signed with [default: DATA/signing-key.pem, created on first start]
+    #[arg(long, env = "OTA_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Pack jobs this server runs at once (0: it builds none) [default: 1]
+    #[arg(long, env = "OTA_PACK_WORKERS")]
+    pack_workers: Option<usize>,
+    /// Memory the pack diffs running at once may use together [default: 2GiB]
+    #[arg(long, env = "OTA_PACK_MEMORY")]
+    pack_memory: Option<String>,
+    /// zstd level of pack patches, 1-22 (higher: smaller, slower) [default: 19]
+    #[arg(long, env = "OTA_PACK_LEVEL")]
+    pack_level: Option<i32>,
+    /// Disk kept for built bundles (repeated and resumed downloads) [default: 2GiB]
+    #[arg(long, env = "OTA_BUNDLE_CACHE")]
+    bundle_cache: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +140,12 @@ enum KeysAction {
     Revoke {
         /// The key's name.
         name: String,
+    },
+    /// Print the public key (PEM) packs are signed with, for devices.
+    SigningPublic {
+        /// The private key file [default: DATA/signing-key.pem]
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
     },
 }
 
@@ -186,6 +210,10 @@ fn run(cli: Cli) -> Result<()> {
             let (file, rt) = setup()?;
             rt.block_on(strategy::run(file, cmd))
         }
+        Command::Jobs(args) => {
+            let (file, rt) = setup()?;
+            rt.block_on(jobs::run(file, args))
+        }
     }
 }
 
@@ -206,6 +234,22 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
     )?;
     let mut config = config;
     config.strategy_file = args.strategy;
+    config.packs.signing_key = args.signing_key;
+    if let Some(n) = args.pack_workers {
+        config.packs.workers = n;
+    }
+    if let Some(m) = &args.pack_memory {
+        config.packs.memory_budget = ota_core::size::parse_size(m).context("--pack-memory")?;
+    }
+    if let Some(l) = args.pack_level {
+        if !(1..=22).contains(&l) {
+            anyhow::bail!("--pack-level must be from 1 to 22, got {l}");
+        }
+        config.packs.level = l;
+    }
+    if let Some(b) = &args.bundle_cache {
+        config.bundle_cache = ota_core::size::parse_size(b).context("--bundle-cache")?;
+    }
     let server = ota_server::Server::bind(config).await?;
     let addr = server.local_addr()?;
     let stop = ota_server::shutdown_signal();
@@ -216,6 +260,22 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
 }
 
 async fn keys(file: Settings, store: StoreArgs, action: KeysAction) -> Result<()> {
+    if let KeysAction::SigningPublic { signing_key } = &action {
+        let path = signing_key.clone().unwrap_or_else(|| {
+            file.data_dir(&store)
+                .join(ota_server::packs::signing_key::FILE_NAME)
+        });
+        let pem = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (the server creates it on first start; or pass --signing-key)",
+                path.display()
+            )
+        })?;
+        let key = ota_core::signing::SecretKey::from_pem(&pem)
+            .with_context(|| format!("signing key {}", path.display()))?;
+        print!("{}", key.public().to_pem());
+        return Ok(());
+    }
     let url = file.database_url(&store);
     if url.starts_with("sqlite:") {
         ota_store::create_private_dir(&file.data_dir(&store))?;
@@ -266,6 +326,7 @@ async fn keys(file: Settings, store: StoreArgs, action: KeysAction) -> Result<()
                 anyhow::bail!("no active API key named {name:?}");
             }
         }
+        KeysAction::SigningPublic { .. } => {}
     }
     catalogue.close().await;
     Ok(())
