@@ -34,6 +34,7 @@ mod server;
 pub mod state;
 pub mod strategies;
 pub mod upload;
+pub mod watch;
 
 pub use connections::ConnectionLimits;
 pub use packs::PackConfig;

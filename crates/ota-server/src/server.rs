@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub packs: PackConfig,
     /// Bytes of bundles kept on disk for repeated and resumed downloads.
     pub bundle_cache: u64,
+    /// A directory whose new versions are published (`serve --watch`).
+    pub watch: Option<PathBuf>,
+    /// How often the watched directory is scanned.
+    pub watch_interval: Duration,
 }
 
 impl ServerConfig {
@@ -62,6 +66,8 @@ impl ServerConfig {
             strategy_file: None,
             packs: PackConfig::default(),
             bundle_cache: 2 << 30,
+            watch: None,
+            watch_interval: Duration::from_secs(2),
         }
     }
 
@@ -76,6 +82,7 @@ impl ServerConfig {
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     listener: tokio::net::TcpListener,
+    watch: Option<(PathBuf, Duration)>,
     state: AppState,
     poll: Duration,
     limits: ConnectionLimits,
@@ -152,8 +159,12 @@ impl Server {
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
         }
+        if let Some(w) = &config.watch {
+            anyhow::ensure!(w.is_dir(), "--watch {}: not a directory", w.display());
+        }
         Ok(Server {
             listener,
+            watch: config.watch.clone().map(|w| (w, config.watch_interval)),
             state,
             poll: config.generation_poll,
             limits: config.limits,
@@ -245,7 +256,11 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let poller = tokio::spawn(poll_generation(state.clone(), self.poll));
-        let workers = crate::packs::runner::spawn(&state, &state.packs);
+        let mut workers = crate::packs::runner::spawn(&state, &state.packs);
+        if let Some((dir, every)) = self.watch.clone() {
+            tracing::info!("publishing new versions found under {}", dir.display());
+            workers.push(tokio::spawn(crate::watch::run(state.clone(), dir, every)));
+        }
         let app = Self::router(state.clone());
         if let Ok(addr) = self.listener.local_addr() {
             let base = match state.download_base.as_ref() {

@@ -370,6 +370,18 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
         )));
     }
 
+    publish_file(state, content, file, &key.name).await
+}
+
+/// Publishes a received file (its hash already checked against `content`)
+/// on behalf of `by`: the checks every publish path shares, the blob made
+/// durable, the row written, the packs queued.
+pub async fn publish_file(
+    state: &AppState,
+    content: Content,
+    file: ota_store::BlobWriter,
+    by: &str,
+) -> Result<Uploaded, UploadError> {
     let _guard = state.write_lock.lock().await;
     let (package, branch, version) = (
         content.package().to_owned(),
@@ -436,7 +448,7 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
                 branch,
                 version = e.version,
                 sha256 = e.sha256,
-                key = key.name,
+                by,
                 "published"
             );
             Ok(Uploaded {
