@@ -458,3 +458,84 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    two_servers_claiming_at_once_run_each_job_once,
+    |url: String, _dir| async move {
+        use std::time::Duration;
+        // Two catalogues with their own pools: two servers on one database.
+        let a = Catalogue::open(&url).await.unwrap();
+        let b = Catalogue::open(&url).await.unwrap();
+        let jobs: Vec<_> = (0..40)
+            .map(|i| job(&format!("1.{i}"), &format!("1.{}", i + 1)))
+            .collect();
+        a.enqueue_jobs(&jobs).await.unwrap();
+        let claim_all = |cat: Catalogue, worker: &'static str| {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(j) = cat
+                    .claim_job(worker, Duration::from_secs(600))
+                    .await
+                    .unwrap()
+                {
+                    got.push(j.id);
+                    assert!(cat.finish_job(j.id, worker).await.unwrap());
+                }
+                got
+            })
+        };
+        let handles = vec![
+            claim_all(a.clone(), "a1"),
+            claim_all(a.clone(), "a2"),
+            claim_all(b.clone(), "b1"),
+            claim_all(b.clone(), "b2"),
+        ];
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!((n, all.len()), (40, 40), "every job claimed exactly once");
+    }
+);
+
+both_backends!(
+    delta_map_membership_and_settings,
+    |url: String, _dir| async move {
+        use ota_store::MapAppend;
+        let c = Catalogue::open(&url).await.unwrap();
+        assert_eq!(
+            c.map_append("p", "b", "1.0.0").await.unwrap(),
+            MapAppend::Appended(0)
+        );
+        assert_eq!(
+            c.map_append("p", "b", "1.2.0").await.unwrap(),
+            MapAppend::Appended(1)
+        );
+        assert_eq!(
+            c.map_append("p", "b", "1.1.0").await.unwrap(),
+            MapAppend::NotNewer("1.2.0".into())
+        );
+        assert!(c.map_delete("p", "b", "1.0.0").await.unwrap());
+        c.set_map_digest("p", "b", "1.2.0", "d1").await.unwrap();
+        let m = c.map_versions("p", "b").await.unwrap();
+        assert_eq!(
+            m.iter()
+                .map(|r| (
+                    r.position,
+                    r.version.as_str(),
+                    r.deleted,
+                    r.digest.as_deref()
+                ))
+                .collect::<Vec<_>>(),
+            vec![(0, "1.0.0", true, None), (1, "1.2.0", false, Some("d1"))]
+        );
+        // The first value stored wins; an explicit set replaces it.
+        assert_eq!(c.setting_or_insert("k", "one").await.unwrap(), "one");
+        assert_eq!(c.setting_or_insert("k", "two").await.unwrap(), "one");
+        c.set_setting("k", "three").await.unwrap();
+        assert_eq!(c.setting_or_insert("k", "four").await.unwrap(), "three");
+    }
+);
