@@ -8,6 +8,7 @@ mod delta;
 mod jobs;
 mod publish;
 mod strategy;
+mod update;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +41,8 @@ enum Command {
     /// Update strategies every server applies (which version a client moves to).
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Update a directory (or file) in place with the bundle protocol: request, confirm, apply.
+    Update(update::UpdateArgs),
     /// Pack jobs (building the deltas of newly published versions).
     Jobs(jobs::JobsArgs),
     /// Make a binary delta between two files (or two directory trees).
@@ -113,12 +116,19 @@ struct ServeArgs {
     /// Memory the pack diffs running at once may use together [default: 2GiB]
     #[arg(long, env = "OTA_PACK_MEMORY")]
     pack_memory: Option<String>,
+    /// A claimed pack job not renewed for this long is taken over by another worker [default: 60s]
+    #[arg(long, env = "OTA_PACK_LEASE")]
+    pack_lease: Option<String>,
     /// zstd level of pack patches, 1-22 (higher: smaller, slower) [default: 19]
     #[arg(long, env = "OTA_PACK_LEVEL")]
     pack_level: Option<i32>,
     /// Disk kept for built bundles (repeated and resumed downloads) [default: 2GiB]
     #[arg(long, env = "OTA_BUNDLE_CACHE")]
     bundle_cache: Option<String>,
+    /// Publish versions dropped into DIR/<package>/<branch>/<version>/ (a tree)
+    /// or DIR/<package>/<branch>/<version>.<ext> (a file)
+    #[arg(long, env = "OTA_WATCH", value_name = "DIR")]
+    watch: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -210,6 +220,10 @@ fn run(cli: Cli) -> Result<()> {
             let (file, rt) = setup()?;
             rt.block_on(strategy::run(file, cmd))
         }
+        Command::Update(args) => {
+            let (_, rt) = setup()?;
+            rt.block_on(update::run(args))
+        }
         Command::Jobs(args) => {
             let (file, rt) = setup()?;
             rt.block_on(jobs::run(file, args))
@@ -246,6 +260,12 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
             anyhow::bail!("--pack-level must be from 1 to 22, got {l}");
         }
         config.packs.level = l;
+    }
+    config.watch = args.watch;
+    if let Some(l) = &args.pack_lease {
+        let d = humantime::parse_duration(l).with_context(|| format!("--pack-lease {l:?}"))?;
+        anyhow::ensure!(d.as_secs() >= 3, "--pack-lease must be at least 3s");
+        config.packs.lease = d;
     }
     if let Some(b) = &args.bundle_cache {
         config.bundle_cache = ota_core::size::parse_size(b).context("--bundle-cache")?;
