@@ -55,6 +55,24 @@ pub enum BundleError {
         /// Why.
         why: String,
     },
+    /// The packs of a bundle do not form one path for one package, or a
+    /// member contradicts the signed pack it goes with.
+    #[error("{what}: {why}")]
+    Chain {
+        /// Which pack or member (`pack_2.tar.gz`, `pack_2_hash`).
+        what: String,
+        /// Why.
+        why: String,
+    },
+    /// The target is not what the bundle applies to, could not be locked,
+    /// or is not what a pack promised after applying it.
+    #[error("{target}: {why}")]
+    Target {
+        /// The target file or directory.
+        target: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// A path outside what a pack may touch.
     #[error("{path}: {why}")]
     Path {

@@ -4,8 +4,11 @@
 //! (an `ota-delta` patch and what it is for) and answers a confirm with a
 //! [`bundle`] (`data.tar.gz`): the packs of a path, the digest of the
 //! version after each and their signatures, in `apply_log` order.
-//! [`archive`] detects archive packages (tar, tar.gz, tar.zst, zip) and
-//! unpacks them safely so the server can diff them as trees.
+//! A device checks a whole bundle and applies it with [`apply`]
+//! (signatures, chain of digests, journaled in-place updates, resume after
+//! a crash). [`archive`] detects archive packages (tar, tar.gz, tar.zst,
+//! zip) and unpacks them safely so the server can diff them as trees.
+//! [`fixtures`] makes sample versions, packs and bundles for tests.
 //!
 //! ```
 //! use ota_bundle::pack::{write_pack, read_pack, PackInfo, PackDirection, PatchFormat};
@@ -25,9 +28,11 @@
 //! assert_eq!(read, written);
 //! ```
 
+pub mod apply;
 pub mod archive;
 pub mod bundle;
 pub mod error;
+pub mod fixtures;
 pub mod pack;
 
 pub use error::{BundleError, Result};
