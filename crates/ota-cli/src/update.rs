@@ -188,8 +188,10 @@ pub async fn run(args: UpdateArgs) -> Result<()> {
         expect_to: Some(dest.clone()),
     };
     let target = args.target.clone();
-    let res =
-        tokio::task::spawn_blocking(move || apply_bundle(&file, &target, &key, &opts)).await?;
+    let res = tokio::task::spawn_blocking(move || {
+        apply_bundle(&file, &target, &key, &opts).map_err(Box::new)
+    })
+    .await?;
     match res {
         Ok(a) => {
             println!(

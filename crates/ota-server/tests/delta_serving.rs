@@ -29,7 +29,7 @@ impl Rng {
 /// change a little between versions (as rebuilds do), text, renames,
 /// deletions, mode changes and symlinks.
 fn write_version(dir: &Path, i: u32) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(i) * 0x1000_0001);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (u64::from(i) * 0x1000_0001));
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::create_dir_all(dir.join("share/doc")).unwrap();
     for (k, name) in ["cat", "sed", "grep"].iter().enumerate() {
@@ -65,7 +65,11 @@ fn write_version(dir: &Path, i: u32) {
         std::fs::write(dir.join("share/odd.bin"), blob).unwrap();
     }
     // A symlink whose target changes.
-    let target = if i % 3 == 0 { "bin/cat" } else { "bin/sed" };
+    let target = if i.is_multiple_of(3) {
+        "bin/cat"
+    } else {
+        "bin/sed"
+    };
     std::os::unix::fs::symlink(target, dir.join("current")).unwrap();
     std::fs::write(dir.join("VERSION"), format!("1.0.{i}\n")).unwrap();
 }
@@ -455,7 +459,11 @@ async fn watched_directory_trees_and_files_become_deltas_openssl_verifies_packs(
         .json()
         .await
         .unwrap();
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 2, "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
 
     // The tree: no rules, so the newest version is offered (optional).
     let public = s.get("/api/v1/signing-key").await.text().await.unwrap();
@@ -504,7 +512,11 @@ async fn watched_directory_trees_and_files_become_deltas_openssl_verifies_packs(
             .arg(members.join("pack_1_sig"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // A flipped byte anywhere in a pack is refused and changes nothing.
         let before = ota_core::digest::digest_path(&target).unwrap();
         let mut pack = std::fs::read(members.join("pack_1.tar.gz")).unwrap();
