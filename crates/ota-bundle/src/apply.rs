@@ -281,12 +281,12 @@ fn check_patch(what: &str, info: &PackInfo, patch: &Path, opts: &ApplyOptions) -
                         ota_delta::tree::Entry::Symlink { .. } => 0,
                     };
                     if mode & ota_delta::tree::SETID_BITS != 0 {
-                        return Err(BundleError::Path {
+                        return Err(delta(ota_delta::DeltaError::Path {
                             path: e.path().into(),
                             why: format!(
-                                "{what}: refused entry: mode {mode:o} sets setuid/setgid (allow with --allow-setuid)"
+                                "refused entry: mode {mode:o} sets setuid/setgid (allow with --allow-setuid)"
                             ),
-                        });
+                        }));
                     }
                 }
             }

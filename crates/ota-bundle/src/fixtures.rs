@@ -13,7 +13,8 @@
 //! - [`bundle_members`] and [`write_raw_bundle`] lay out a bundle member by
 //!   member (any names, any order), [`write_bundle_file`] the proper way;
 //! - [`rewrite_tree_manifest`] edits the manifest inside an `OTATREE1`
-//!   patch (hostile paths a diff never writes).
+//!   patch (hostile paths a diff never writes);
+//! - [`snapshot`] records a target byte for byte, to show it unchanged.
 
 use crate::bundle::{apply_log, member_names, write_bundle, Hop, APPLY_LOG};
 use crate::error::{BundleError, Result};
@@ -427,4 +428,61 @@ pub fn rewrite_tree_manifest(
     out.extend_from_slice(&z);
     out.extend_from_slice(&bytes[end..]);
     fs::write(patch, out).map_err(io_err(format!("writing {}", patch.display())))
+}
+
+/// What [`snapshot`] records of one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Snap {
+    /// A directory and its mode.
+    Dir(u32),
+    /// A file: mode and bytes.
+    File(u32, Vec<u8>),
+    /// A symlink's text.
+    Link(Vec<u8>),
+}
+
+/// Everything at `root`, byte for byte, without following symlinks: each
+/// entry's kind, mode and content or link text, by relative path (`""`
+/// for `root` itself when it is a file). Two equal snapshots mean an
+/// unchanged target.
+pub fn snapshot(root: &Path) -> Result<BTreeMap<String, Snap>> {
+    use std::os::unix::ffi::OsStrExt;
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Snap>) -> Result<()> {
+        let entries = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
+        for e in entries {
+            let e = e.map_err(io_err(format!("listing {}", dir.display())))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).map_err(io_err(format!("reading {}", p.display())))?;
+            let mode = m.permissions().mode() & 0o7777;
+            if m.file_type().is_symlink() {
+                let t = fs::read_link(&p).map_err(io_err(format!("reading {}", p.display())))?;
+                out.insert(rel, Snap::Link(t.as_os_str().as_bytes().to_vec()));
+            } else if m.is_dir() {
+                out.insert(rel.clone(), Snap::Dir(mode));
+                walk(&p, &rel, out)?;
+            } else {
+                let data = fs::read(&p).map_err(io_err(format!("reading {}", p.display())))?;
+                out.insert(rel, Snap::File(mode, data));
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    let m = fs::symlink_metadata(root).map_err(io_err(format!("reading {}", root.display())))?;
+    if m.is_dir() {
+        walk(root, "", &mut out)?;
+    } else {
+        let data = fs::read(root).map_err(io_err(format!("reading {}", root.display())))?;
+        out.insert(
+            String::new(),
+            Snap::File(m.permissions().mode() & 0o7777, data),
+        );
+    }
+    Ok(out)
 }

@@ -5,9 +5,9 @@
 
 use ota_bundle::apply::{apply_bundle, Applied, ApplyFailure, ApplyOptions};
 use ota_bundle::fixtures::{
-    build_chain, bundle_members, diff_versions, pack_and_sign, pack_info, rewrite_tree_manifest,
-    sample_files, sample_nodes, sample_trees, write_bundle_file, write_raw_bundle, write_tree,
-    BuiltPack, SAMPLE_VERSIONS,
+    self, build_chain, bundle_members, diff_versions, pack_and_sign, pack_info,
+    rewrite_tree_manifest, sample_files, sample_nodes, sample_trees, write_bundle_file,
+    write_raw_bundle, write_tree, BuiltPack, Snap, SAMPLE_VERSIONS,
 };
 use ota_bundle::BundleError;
 use ota_core::digest::digest_path;
@@ -142,46 +142,8 @@ impl Setup {
     }
 }
 
-/// Everything under a path, without following symlinks: kind, mode,
-/// content or link text.
-fn snapshot(root: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let meta = fs::symlink_metadata(root).unwrap();
-    if meta.is_file() {
-        out.insert(
-            String::new(),
-            (
-                'f',
-                meta.permissions().mode() & 0o7777,
-                fs::read(root).unwrap(),
-            ),
-        );
-        return out;
-    }
-    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, (char, u32, Vec<u8>)>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let name = e.file_name().into_string().unwrap();
-            let rel = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let m = fs::symlink_metadata(e.path()).unwrap();
-            let mode = m.permissions().mode() & 0o7777;
-            if m.file_type().is_symlink() {
-                let t = fs::read_link(e.path()).unwrap();
-                out.insert(rel, ('l', 0, t.into_os_string().into_encoded_bytes()));
-            } else if m.is_dir() {
-                out.insert(rel.clone(), ('d', mode, Vec::new()));
-                walk(&e.path(), &rel, out);
-            } else {
-                out.insert(rel, ('f', mode, fs::read(e.path()).unwrap()));
-            }
-        }
-    }
-    walk(root, "", &mut out);
-    out
+fn snapshot(root: &Path) -> BTreeMap<String, Snap> {
+    fixtures::snapshot(root).unwrap()
 }
 
 /// Names in the target's directory other than the target.

@@ -2,6 +2,7 @@
 //! calls a library crate and prints the result.
 
 mod android;
+mod bundle;
 mod client;
 mod config;
 mod delta;
@@ -45,6 +46,9 @@ enum Command {
     Strategy(strategy::StrategyCommand),
     /// Update a directory (or file) in place with the bundle protocol: request, confirm, apply.
     Update(update::UpdateArgs),
+    /// Signed bundles of the bundle protocol: verify and apply one you already have.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Pack jobs (building the deltas of newly published versions).
     Jobs(jobs::JobsArgs),
     /// Make a binary delta between two files (or two directory trees).
@@ -200,6 +204,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => delta::diff(args),
         Command::Patch(args) => delta::patch(args),
         Command::Android(cmd) => android::run(cmd),
+        Command::Bundle(cmd) => bundle::run(cmd),
         Command::Digest { path } => {
             let d = ota_core::digest::digest_path(&path)
                 .with_context(|| format!("computing the digest of {}", path.display()))?;
