@@ -89,7 +89,23 @@ async fn shared_database(url: String) {
         c.generation_poll = Duration::from_millis(100);
     })
     .await;
-    let b = start_with(|c| c.database_url = Some(url.clone())).await;
+    // A server with a key of its own is refused: its packs would not
+    // verify with the key devices were given.
+    let other = tempfile::tempdir().unwrap();
+    let mut config = ota_server::ServerConfig::new(other.path().join("data"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = Some(url.clone());
+    let refused = ota_server::Server::bind(config).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("signed with another key"),
+        "{refused:#}"
+    );
+    let key = a.data().join("signing-key.pem");
+    let b = start_with(|c| {
+        c.database_url = Some(url.clone());
+        c.packs.signing_key = Some(key);
+    })
+    .await;
     a.publish("app", "main", "1.0.0", b"v1").await;
     let j: Value = a
         .get("/maxVersion?package=app&branch=main")
