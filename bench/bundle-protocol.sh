@@ -24,7 +24,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 port=18191
 base=http://127.0.0.1:$port
-key=$($ota keys create bench --data "$work/data" 2>/dev/null)
+key=$($ota keys create bench --scope admin --data "$work/data" 2>/dev/null)
 $ota serve --data "$work/data" --listen 127.0.0.1:$port --pack-workers 1 >"$work/serve.out" 2>"$work/serve.err" &
 pids+=($!)
 for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
