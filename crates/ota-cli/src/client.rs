@@ -81,3 +81,20 @@ fn warn_if_plain_http(server: &str) {
         );
     }
 }
+
+/// Sends a request; a transport error or a non-2xx answer becomes an error
+/// naming the URL, the status and the server's message.
+pub async fn send_checked(req: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
+    let r = req
+        .send()
+        .await
+        .with_context(|| format!("contacting {url}"))?;
+    if !r.status().is_success() {
+        let status = r.status();
+        bail!(
+            "{url} answered {status}: {}",
+            r.text().await.unwrap_or_default().trim()
+        );
+    }
+    Ok(r)
+}

@@ -1,9 +1,9 @@
 //! `ota jobs`: the pack jobs the servers run (`GET /api/v1/jobs`), and
 //! `ota jobs retry ID`.
 
-use crate::client::{Remote, RemoteArgs};
+use crate::client::{send_checked, Remote, RemoteArgs};
 use crate::config::Settings;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
@@ -41,19 +41,7 @@ pub async fn run(settings: Settings, args: JobsArgs) -> Result<()> {
     let client = reqwest::Client::new();
     if let Some(JobsAction::Retry { id }) = args.action {
         let url = format!("{server}/api/v1/jobs/{id}/retry");
-        let r = client
-            .post(&url)
-            .bearer_auth(&key)
-            .send()
-            .await
-            .with_context(|| format!("contacting {url}"))?;
-        if !r.status().is_success() {
-            let status = r.status();
-            bail!(
-                "{url} answered {status}: {}",
-                r.text().await.unwrap_or_default().trim()
-            );
-        }
+        send_checked(client.post(&url).bearer_auth(&key), &url).await?;
         eprintln!("job {id} queued again");
         return Ok(());
     }
@@ -61,17 +49,11 @@ pub async fn run(settings: Settings, args: JobsArgs) -> Result<()> {
     if let Some(s) = &args.state {
         url.push_str(&format!("&state={s}"));
     }
-    let r = client
-        .get(&url)
-        .bearer_auth(&key)
-        .send()
+    let body = send_checked(client.get(&url).bearer_auth(&key), &url)
+        .await?
+        .text()
         .await
-        .with_context(|| format!("contacting {url}"))?;
-    let status = r.status();
-    let body = r.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{url} answered {status}: {}", body.trim());
-    }
+        .with_context(|| format!("reading {url}"))?;
     if args.json {
         println!("{body}");
         return Ok(());

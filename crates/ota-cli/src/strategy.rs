@@ -56,17 +56,11 @@ pub async fn run(settings: Settings, cmd: StrategyCommand) -> Result<()> {
         StrategyCommand::Show { remote } => {
             let Remote { server, key } = remote.resolve(settings)?;
             let url = format!("{server}/api/v1/strategies");
-            let r = client
-                .get(&url)
-                .bearer_auth(key)
-                .send()
+            let body = crate::client::send_checked(client.get(&url).bearer_auth(key), &url)
+                .await?
+                .text()
                 .await
-                .with_context(|| format!("contacting {url}"))?;
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!("{url} answered {status}: {}", body.trim());
-            }
+                .with_context(|| format!("reading {url}"))?;
             println!("{body}");
         }
     }

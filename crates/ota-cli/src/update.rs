@@ -41,20 +41,7 @@ pub struct UpdateArgs {
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: Value) -> Result<reqwest::Response> {
-    let r = client
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .with_context(|| format!("contacting {url}"))?;
-    if !r.status().is_success() {
-        let status = r.status();
-        bail!(
-            "{url} answered {status}: {}",
-            r.text().await.unwrap_or_default().trim()
-        );
-    }
-    Ok(r)
+    crate::client::send_checked(client.post(url).json(&body), url).await
 }
 
 /// The installed version: given, or the version whose digest the target has.

@@ -417,6 +417,21 @@ async fn bad_messages_get_clear_errors_and_build_nothing() {
     s.stop().await;
 }
 
+/// True when `openssl pkeyutl -verify -rawin` accepts the signature.
+fn openssl_verifies(pem: &Path, data: &Path, sig: &Path) -> bool {
+    std::process::Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-rawin", "-pubin", "-inkey"])
+        .arg(pem)
+        .arg("-in")
+        .arg(data)
+        .arg("-sigfile")
+        .arg(sig)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 /// Extracts the members of a bundle into `dir`.
 fn untar(bundle: &[u8], dir: &Path) {
     let mut t = tar::Archive::new(flate2::read::GzDecoder::new(bundle));
@@ -503,37 +518,16 @@ async fn watched_directory_trees_and_files_become_deltas_openssl_verifies_packs(
         let members = work.path().join("members");
         untar(&bundle, &members);
         std::fs::write(work.path().join("pub.pem"), &public).unwrap();
-        let out = std::process::Command::new("openssl")
-            .args(["pkeyutl", "-verify", "-rawin", "-pubin", "-inkey"])
-            .arg(work.path().join("pub.pem"))
-            .arg("-in")
-            .arg(members.join("pack_1.tar.gz"))
-            .arg("-sigfile")
-            .arg(members.join("pack_1_sig"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let pem = work.path().join("pub.pem");
+        let (pack, sig) = (members.join("pack_1.tar.gz"), members.join("pack_1_sig"));
+        assert!(openssl_verifies(&pem, &pack, &sig));
         // A flipped byte anywhere in a pack is refused and changes nothing.
         let before = ota_core::digest::digest_path(&target).unwrap();
-        let mut pack = std::fs::read(members.join("pack_1.tar.gz")).unwrap();
-        let at = pack.len() / 2;
-        pack[at] ^= 1;
-        std::fs::write(members.join("pack_1.tar.gz"), &pack).unwrap();
-        let status = std::process::Command::new("openssl")
-            .args(["pkeyutl", "-verify", "-rawin", "-pubin", "-inkey"])
-            .arg(work.path().join("pub.pem"))
-            .arg("-in")
-            .arg(members.join("pack_1.tar.gz"))
-            .arg("-sigfile")
-            .arg(members.join("pack_1_sig"))
-            .output()
-            .unwrap()
-            .status;
-        assert!(!status.success());
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&pack, &bytes).unwrap();
+        assert!(!openssl_verifies(&pem, &pack, &sig));
         assert_eq!(ota_core::digest::digest_path(&target).unwrap(), before);
     }
     s.stop().await;
