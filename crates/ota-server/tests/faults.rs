@@ -95,7 +95,10 @@ async fn shared_database(url: String) {
     let mut config = ota_server::ServerConfig::new(other.path().join("data"));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.database_url = Some(url.clone());
-    let refused = ota_server::Server::bind(config).await.err().expect("refused");
+    let refused = ota_server::Server::bind(config)
+        .await
+        .err()
+        .expect("refused");
     assert!(
         refused.to_string().contains("signed with another key"),
         "{refused:#}"
