@@ -141,6 +141,26 @@ fn in_place_update_and_crash_recovery() {
     // And the next update runs normally.
     tree::patch_tree_in_place(&d, &fwd).unwrap();
     assert_eq!(snapshot(&d), snapshot(&b));
+
+    // Killed after the swap but before "swapped" was recorded: the new
+    // tree stays, the old one is dropped.
+    copy_tree(&b, &dir.path().join("dev3"));
+    copy_tree(&a, &dir.path().join("dev3.ota-old"));
+    fs::write(dir.path().join("dev3.ota-journal"), "staged").unwrap();
+    let d3 = dir.path().join("dev3");
+    assert!(tree::recover_in_place(&d3).unwrap());
+    assert_eq!(snapshot(&d3), snapshot(&b));
+    assert!(!dir.path().join("dev3.ota-old").exists());
+    assert!(!dir.path().join("dev3.ota-journal").exists());
+
+    // Killed while writing the journal (before its rename): the temporary
+    // is removed, and only it (a directory of that name is not ours).
+    fs::write(dir.path().join("dev2.ota-journal.tmp-Ab12Cd"), "sta").unwrap();
+    fs::create_dir(dir.path().join("dev2.ota-journal.tmp-dir")).unwrap();
+    assert!(!tree::recover_in_place(&d).unwrap());
+    assert!(!dir.path().join("dev2.ota-journal.tmp-Ab12Cd").exists());
+    assert!(dir.path().join("dev2.ota-journal.tmp-dir").is_dir());
+    assert_eq!(snapshot(&d), snapshot(&b));
 }
 
 fn copy_tree(from: &Path, to: &Path) {

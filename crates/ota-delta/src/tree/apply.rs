@@ -107,6 +107,24 @@ impl Beside {
 
     /// Writes the journal: a temporary with a random name, synced, renamed
     /// over the journal, directory synced.
+    /// Removes journal temporaries a kill left between their creation and
+    /// their rename (regular files named `<journal>.tmp-…`; nothing else).
+    fn remove_journal_temporaries(&self) -> Result<()> {
+        let prefix = format!("{}.tmp-", self.journal.to_string_lossy());
+        let entries = self
+            .parent
+            .entries()
+            .map_err(io(format!("listing {}", self.parent.path().display())))?;
+        for (name, kind) in entries {
+            if kind.is_file() && name.to_string_lossy().starts_with(&prefix) {
+                self.parent
+                    .remove_file(&name)
+                    .map_err(io(format!("removing {}", self.shown(&name))))?;
+            }
+        }
+        Ok(())
+    }
+
     fn write_journal(&self, state: &str) -> Result<()> {
         let shown = self.shown(&self.journal);
         let prefix = format!("{}.tmp-", self.journal.to_string_lossy());
@@ -192,6 +210,7 @@ pub fn patch_tree_with(old: &Path, patch: &Path, out: &Path, opts: &ApplyOptions
 /// its journal. Returns true when there was something to recover.
 pub fn recover_in_place(dir: &Path) -> Result<bool> {
     let b = Beside::of(dir)?;
+    b.remove_journal_temporaries()?;
     let Some(state) = b.read_journal()? else {
         // No journal: at most a stage from a build that never finished.
         return b.remove(&b.stage);
@@ -199,15 +218,20 @@ pub fn recover_in_place(dir: &Path) -> Result<bool> {
     match state.trim() {
         // Staged but not swapped: OLD is intact (or its rename is undone).
         JOURNAL_STAGED => {
-            let gone = !b.parent.exists(&b.name).map_err(io("reading the tree"))?;
-            if gone
-                && b.parent
-                    .exists(&b.backup)
-                    .map_err(io("reading the backup"))?
-            {
+            let there = |n: &OsStr, what: &str| b.parent.exists(n).map_err(io(what.to_owned()));
+            let (tree, backup, stage) = (
+                there(&b.name, "reading the tree")?,
+                there(&b.backup, "reading the backup")?,
+                there(&b.stage, "reading the stage")?,
+            );
+            if !tree && backup {
                 b.parent
                     .rename_noreplace(&b.backup, &b.parent, &b.name)
                     .map_err(io("restoring the old tree"))?;
+            } else if tree && backup && !stage {
+                // Killed after the swap, before "swapped" was recorded: the
+                // stage is in place, so this is the swapped case.
+                b.remove(&b.backup)?;
             }
             b.remove(&b.stage)?;
         }
