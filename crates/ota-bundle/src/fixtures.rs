@@ -321,6 +321,35 @@ pub fn pack_and_sign(
     })
 }
 
+/// A pack of app/stable from sample version `a` to `b` (paths in
+/// `versions`), made in `dir` as `NAME.patch` and `NAME.pack`, with `edit`
+/// applied to its info and `edit_patch` to its patch before it is written
+/// and signed: how tests build packs that lie.
+#[allow(clippy::too_many_arguments)]
+pub fn custom_pack(
+    dir: &Path,
+    versions: &[PathBuf],
+    key: &SecretKey,
+    name: &str,
+    a: usize,
+    b: usize,
+    edit: impl FnOnce(&mut PackInfo),
+    edit_patch: impl FnOnce(&Path),
+) -> Result<BuiltPack> {
+    let patch = dir.join(format!("{name}.patch"));
+    let format = diff_versions(&versions[a], &versions[b], &patch)?;
+    edit_patch(&patch);
+    let mut info = pack_info(
+        "app",
+        "stable",
+        (SAMPLE_VERSIONS[a], &versions[a]),
+        (SAMPLE_VERSIONS[b], &versions[b]),
+        format,
+    )?;
+    edit(&mut info);
+    pack_and_sign(&info, &patch, &dir.join(format!("{name}.pack")), key)
+}
+
 /// Packs from each version to the next (`versions`: name and path), made
 /// in `work` (`pack_N.tar.gz`, `patch_N`) and signed with `key`.
 pub fn build_chain(

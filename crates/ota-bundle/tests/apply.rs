@@ -5,9 +5,9 @@
 
 use ota_bundle::apply::{apply_bundle, Applied, ApplyFailure, ApplyOptions};
 use ota_bundle::fixtures::{
-    self, build_chain, bundle_members, diff_versions, pack_and_sign, pack_info,
-    rewrite_tree_manifest, sample_files, sample_nodes, sample_trees, write_bundle_file,
-    write_raw_bundle, write_tree, BuiltPack, Snap, SAMPLE_VERSIONS,
+    self, build_chain, bundle_members, rewrite_tree_manifest, sample_files, sample_nodes,
+    sample_trees, write_bundle_file, write_raw_bundle, write_tree, BuiltPack, Snap,
+    SAMPLE_VERSIONS,
 };
 use ota_bundle::BundleError;
 use ota_core::digest::digest_path;
@@ -120,23 +120,15 @@ impl Setup {
         edit: impl FnOnce(&mut ota_bundle::pack::PackInfo),
         edit_patch: impl FnOnce(&Path),
     ) -> BuiltPack {
-        let patch = self.path(&format!("{name}.patch"));
-        let format = diff_versions(&self.versions[a], &self.versions[b], &patch).unwrap();
-        edit_patch(&patch);
-        let mut info = pack_info(
-            "app",
-            "stable",
-            (SAMPLE_VERSIONS[a], &self.versions[a]),
-            (SAMPLE_VERSIONS[b], &self.versions[b]),
-            format,
-        )
-        .unwrap();
-        edit(&mut info);
-        pack_and_sign(
-            &info,
-            &patch,
-            &self.path(&format!("{name}.pack")),
+        ota_bundle::fixtures::custom_pack(
+            self.dir.path(),
+            &self.versions,
             &self.key,
+            name,
+            a,
+            b,
+            edit,
+            edit_patch,
         )
         .unwrap()
     }

@@ -7,9 +7,8 @@ mod common;
 
 use common::{ota, text};
 use ota_bundle::fixtures::{
-    build_chain, bundle_members, diff_versions, pack_and_sign, pack_info, rewrite_tree_manifest,
-    sample_files, sample_nodes, sample_trees, snapshot, write_bundle_file, write_raw_bundle,
-    write_tree, BuiltPack, SAMPLE_VERSIONS,
+    build_chain, bundle_members, rewrite_tree_manifest, sample_files, sample_nodes, sample_trees,
+    snapshot, write_bundle_file, write_raw_bundle, write_tree, BuiltPack, SAMPLE_VERSIONS,
 };
 use ota_core::signing::SecretKey;
 use std::fs;
@@ -106,23 +105,15 @@ impl Setup {
         edit: impl FnOnce(&mut ota_bundle::pack::PackInfo),
         edit_patch: impl FnOnce(&Path),
     ) -> BuiltPack {
-        let patch = self.path(&format!("{name}.patch"));
-        let format = diff_versions(&self.versions[a], &self.versions[b], &patch).unwrap();
-        edit_patch(&patch);
-        let mut info = pack_info(
-            "app",
-            "stable",
-            (SAMPLE_VERSIONS[a], &self.versions[a]),
-            (SAMPLE_VERSIONS[b], &self.versions[b]),
-            format,
-        )
-        .unwrap();
-        edit(&mut info);
-        pack_and_sign(
-            &info,
-            &patch,
-            &self.path(&format!("{name}.pack")),
+        ota_bundle::fixtures::custom_pack(
+            self.dir.path(),
+            &self.versions,
             &self.key,
+            name,
+            a,
+            b,
+            edit,
+            edit_patch,
         )
         .unwrap()
     }
