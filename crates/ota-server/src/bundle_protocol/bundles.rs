@@ -98,12 +98,16 @@ impl BundleCache {
             })
             .collect();
         let dir = self.dir.clone();
-        let bundle = tokio::task::spawn_blocking(move || build(&dir, &hops))
+        let built = tokio::task::spawn_blocking(move || build(&dir, &hops))
             .await
-            .context("building a bundle")??;
-        self.insert(key.clone(), bundle.clone());
+            .context("building a bundle")
+            .and_then(|r| r);
+        if let Ok(bundle) = &built {
+            self.insert(key.clone(), bundle.clone());
+        }
+        // Success or not, the gate is no longer needed.
         self.building.lock().await.remove(&key);
-        Ok(bundle)
+        built
     }
 
     fn insert(&self, key: String, bundle: Bundle) {

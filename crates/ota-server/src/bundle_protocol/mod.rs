@@ -19,6 +19,7 @@
 pub mod bundles;
 
 use crate::error::{ApiError, JsonError};
+use crate::packs::maps::BranchMap;
 use crate::state::{valid_name, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -110,14 +111,15 @@ fn check_version(v: &str, field: &str) -> Result<(), ApiError> {
 }
 
 /// Where a client should go, if anywhere: the strategies' decision, when
-/// its destination is ready and a path of packs leads there.
+/// its destination is ready and a path of packs leads there; with the
+/// branch's map it was decided on.
 async fn decide(
     state: &AppState,
     name: &str,
     branch: &str,
     version: &str,
     client_type: &str,
-) -> Result<Option<Decision>, ApiError> {
+) -> Result<(Option<Decision>, Arc<BranchMap>), ApiError> {
     valid_name("name", name)?;
     valid_name("branch", branch)?;
     check_version(version, "version")?;
@@ -153,7 +155,9 @@ async fn decide(
                 dest: n.to_owned(),
             }),
     };
-    let Some(d) = decision else { return Ok(None) };
+    let Some(d) = decision else {
+        return Ok((None, m));
+    };
     if !m.map.is_ready(&d.dest) {
         tracing::debug!(
             name,
@@ -161,12 +165,10 @@ async fn decide(
             dest = d.dest,
             "destination not ready (packs pending)"
         );
-        return Ok(None);
+        return Ok((None, m));
     }
-    match m.map.search(version, &d.dest) {
-        Ok(Some(p)) if !p.hops.is_empty() => Ok(Some(d)),
-        _ => Ok(None),
-    }
+    let reachable = matches!(m.map.search(version, &d.dest), Ok(Some(p)) if !p.hops.is_empty());
+    Ok((reachable.then_some(d), m))
 }
 
 /// `POST /api/v1/update/request`.
@@ -176,7 +178,7 @@ pub async fn request(State(state): State<AppState>, body: Bytes) -> Result<Respo
         return Err(ApiError::bad_request("\"Request\" must be \"Yes\"").into());
     }
     let branch = msg.branch.as_deref().unwrap_or(DEFAULT_BRANCH);
-    let decision = decide(&state, &msg.name, branch, &msg.version, &msg.client_type).await?;
+    let (decision, _) = decide(&state, &msg.name, branch, &msg.version, &msg.client_type).await?;
     Ok(Json(match decision {
         None => json!({ "Response": "No" }),
         Some(d) => json!({
@@ -199,7 +201,7 @@ pub async fn confirm(State(state): State<AppState>, body: Bytes) -> Result<Respo
     check_version(&msg.from, "From")?;
     check_version(&msg.destination, "Destination")?;
     let branch = msg.branch.as_deref().unwrap_or(DEFAULT_BRANCH).to_owned();
-    let decision = decide(&state, &msg.name, &branch, &msg.from, &msg.client_type).await?;
+    let (decision, m) = decide(&state, &msg.name, &branch, &msg.from, &msg.client_type).await?;
     let allowed = decision.as_ref().is_some_and(|d| {
         d.action.as_str() == msg.action
             && d.strategy.as_str() == msg.strategy
@@ -225,10 +227,6 @@ pub async fn confirm(State(state): State<AppState>, body: Bytes) -> Result<Respo
         )
         .into());
     }
-    let m = state
-        .packs
-        .map(&state.catalogue, &msg.name, &branch)
-        .await?;
     let path = m
         .map
         .search(&msg.from, &msg.destination)
