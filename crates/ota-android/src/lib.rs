@@ -6,6 +6,8 @@
 //!   [`bootimg`] (boot and recovery images).
 //! - [`full`] and [`incremental`]: write OTA zips with their
 //!   `updater-script` ([`script`], [`permissions`]) and metadata ([`package`]).
+//! - [`package_info`]: what a package declares (device, incrementals,
+//!   timestamp, API level), read back for publishing.
 //! - [`sign`]: whole-file signatures as `signapk -w` makes them, and their check.
 //! - [`edify`] and [`recovery`]: parse and run an `updater-script` against a
 //!   directory standing in for the device.
@@ -20,6 +22,7 @@ pub mod fstab;
 pub mod full;
 pub mod incremental;
 pub mod package;
+pub mod package_info;
 pub mod permissions;
 pub mod props;
 pub mod recovery;
