@@ -15,8 +15,14 @@
 //! assert!(public.verify(b"pack bytes!", &sig).is_err());
 //! ```
 
+use base64::Engine;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::Signer;
+
+/// The HTTP header that carries the server's signature over an answer's
+/// exact body bytes (`/maxVersion`, `/getVersion`): standard base64 of the
+/// raw 64-byte Ed25519 signature.
+pub const SIGNATURE_HEADER: &str = "ota-signature";
 
 /// Why a key or a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +36,9 @@ pub enum SigningError {
     /// The signature does not match.
     #[error("the signature does not match the data and key")]
     Mismatch,
+    /// The signature text is not base64.
+    #[error("the signature is not base64")]
+    BadEncoding,
 }
 
 /// A signing key. Its PEM is secret: write it with mode 0600.
@@ -71,6 +80,11 @@ impl SecretKey {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
     }
+
+    /// Signs `message` and encodes the signature as [`SIGNATURE_HEADER`] carries it.
+    pub fn sign_base64(&self, message: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.sign(message))
+    }
 }
 
 impl PublicKey {
@@ -96,6 +110,14 @@ impl PublicKey {
         self.0
             .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
             .map_err(|_| SigningError::Mismatch)
+    }
+
+    /// Checks a base64 signature as [`SIGNATURE_HEADER`] carries it.
+    pub fn verify_base64(&self, message: &[u8], signature: &str) -> Result<(), SigningError> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(signature.trim())
+            .map_err(|_| SigningError::BadEncoding)?;
+        self.verify(message, &raw)
     }
 }
 

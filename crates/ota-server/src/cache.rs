@@ -18,6 +18,7 @@
 //! costs O(1).
 
 use crate::render::{Answer, DownloadBase};
+use ota_core::signing::SecretKey;
 use ota_store::{Entry, PackageSummary};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,10 +44,13 @@ pub struct BranchView {
 
 impl BranchView {
     /// Builds a view from entries sorted lowest version first.
-    pub fn from_sorted(entries: Vec<Entry>, base: &DownloadBase) -> Self {
+    pub fn from_sorted(entries: Vec<Entry>, base: &DownloadBase, key: &SecretKey) -> Self {
         let by_version: HashMap<String, Answer> = entries
             .iter()
-            .map(|e| (e.version.clone(), Answer::new(&e.content, &e.sha256, base)))
+            .map(|e| {
+                let answer = Answer::new(&e.content, &e.sha256, base, key);
+                (e.version.clone(), answer)
+            })
             .collect();
         let max = entries
             .last()
@@ -307,6 +311,7 @@ mod tests {
         Arc::new(BranchView::from_sorted(
             entries,
             &DownloadBase::Fixed("http://h".into()),
+            &SecretKey::generate(),
         ))
     }
 

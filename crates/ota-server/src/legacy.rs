@@ -1,14 +1,14 @@
 //! The package API, exactly: `GET /maxVersion`, `GET /getVersion`,
 //! `PUT /update`. Errors are plain text; a hash mismatch on upload is `304`.
+//! Every content.json answered carries `Ota-Signature` (see [`crate::render`]).
 
 use crate::error::{ApiError, PlainError};
-use crate::render::Answer;
+use crate::render::{Answer, SignedBody, SIGNATURE_HEADER};
 use crate::state::{not_published, valid_name, AppState};
 use crate::upload::{self, UploadError};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use std::borrow::Cow;
 
 /// Query of `/maxVersion` and `/getVersion`, borrowed from the URI when it
@@ -43,8 +43,18 @@ fn required<'a>(v: &'a Option<Cow<'_, str>>, what: &'static str) -> Result<&'a s
         .ok_or_else(|| ApiError::bad_request(format!("missing query parameter '{what}'")))
 }
 
-fn json(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+fn json(body: SignedBody) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (HeaderName::from_static(SIGNATURE_HEADER), body.signature),
+        ],
+        body.body,
+    )
+        .into_response()
 }
 
 /// `GET /maxVersion?package=&branch=`: the content.json of the highest version.
@@ -60,7 +70,11 @@ pub async fn max_version(
     valid_name("branch", branch)?;
     let view = state.branch_view(package, branch).await?;
     match &view.max {
-        Some(answer) => Ok(json(answer.body(&state.download_base, &headers))),
+        Some(answer) => Ok(json(answer.signed_body(
+            &state.download_base,
+            &headers,
+            &state.packs.key,
+        ))),
         None => {
             Err(ApiError::not_found(format!("no versions of {package} on branch {branch}")).into())
         }
@@ -81,7 +95,11 @@ pub async fn get_version(
     valid_name("branch", branch)?;
     let view = state.branch_view(package, branch).await?;
     match view.by_version.get(version) {
-        Some(answer) => Ok(json(answer.body(&state.download_base, &headers))),
+        Some(answer) => Ok(json(answer.signed_body(
+            &state.download_base,
+            &headers,
+            &state.packs.key,
+        ))),
         None => Err(not_published(package, branch, version).into()),
     }
 }
@@ -92,8 +110,9 @@ pub async fn update(State(state): State<AppState>, req: Request) -> Response {
     match upload::receive(&state, req).await {
         Ok(done) => {
             let e = &done.entry;
-            let answer = Answer::new(&e.content, &e.sha256, &state.download_base);
-            json(answer.body(&state.download_base, &headers))
+            let key = &state.packs.key;
+            let answer = Answer::new(&e.content, &e.sha256, &state.download_base, key);
+            json(answer.signed_body(&state.download_base, &headers, &state.packs.key))
         }
         Err(UploadError::HashMismatch(msg)) => {
             tracing::warn!("upload refused: {msg}");

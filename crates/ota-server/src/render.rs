@@ -9,9 +9,17 @@
 //! Answers stay precomputed for the hot path: with a fixed base the whole
 //! body is rendered once per cache fill; with a per-request base it is kept
 //! as two slices around the URL, joined with one copy per answer.
+//!
+//! Every answer is signed: [`SIGNATURE_HEADER`] carries the server's
+//! Ed25519 signature over the exact body bytes, so a device that pins the
+//! server's public key trusts the `sha256` it then downloads against. A
+//! fixed body is signed once, when it is cached; a per-request body (its
+//! URL differs by `Host`) is signed per request.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use bytes::{Bytes, BytesMut};
+use ota_core::signing::SecretKey;
+pub use ota_core::signing::SIGNATURE_HEADER;
 use serde_json::{Map, Value};
 
 /// How the base of download URLs is chosen.
@@ -123,23 +131,38 @@ pub struct Answer {
     head: Bytes,
     /// With a per-request base: (path after the base, bytes after the URL).
     tail: Option<(String, Bytes)>,
+    /// The signature of `head` when it is the whole body.
+    signature: Option<HeaderValue>,
+}
+
+/// One answer's body and the value of its [`SIGNATURE_HEADER`].
+pub struct SignedBody {
+    /// The exact bytes sent.
+    pub body: Bytes,
+    /// Base64 Ed25519 signature over `body`.
+    pub signature: HeaderValue,
+}
+
+fn signature_of(key: &SecretKey, body: &[u8]) -> HeaderValue {
+    // Base64 is always a valid header value.
+    HeaderValue::from_str(&key.sign_base64(body)).unwrap_or(HeaderValue::from_static(""))
 }
 
 impl Answer {
-    /// Prepares the answer for a stored content.json.
-    pub fn new(content: &str, sha256: &str, base: &DownloadBase) -> Self {
+    /// Prepares (and, when the body is fixed, signs) the answer for a stored content.json.
+    pub fn new(content: &str, sha256: &str, base: &DownloadBase, key: &SecretKey) -> Self {
         let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(content) else {
             // Stored content is validated at publish; serve it as it is.
-            return Answer::whole(Bytes::from(content.to_owned()));
+            return Answer::whole(Bytes::from(content.to_owned()), key);
         };
         if map.contains_key("remote") {
-            return Answer::whole(Bytes::from(content.to_owned()));
+            return Answer::whole(Bytes::from(content.to_owned()), key);
         }
         let path = format!("/otafiles/{sha256}");
         match base {
             DownloadBase::Fixed(b) => {
                 map.insert("remote".into(), Value::String(format!("{b}{path}")));
-                Answer::whole(Bytes::from(to_json(&map)))
+                Answer::whole(Bytes::from(to_json(&map)), key)
             }
             DownloadBase::FromRequest { .. } => {
                 // `{…,"remote":"` + URL + `"}`: the URL is checked to need no escaping.
@@ -152,16 +175,34 @@ impl Answer {
                 Answer {
                     head: Bytes::from(head),
                     tail: Some((path, Bytes::from_static(b"\"}"))),
+                    signature: None,
                 }
             }
         }
     }
 
-    fn whole(body: Bytes) -> Self {
+    fn whole(body: Bytes, key: &SecretKey) -> Self {
         Answer {
+            signature: Some(signature_of(key, &body)),
             head: body,
             tail: None,
         }
+    }
+
+    /// The body for one request and its signature (signed now only when
+    /// the body depends on the request).
+    pub fn signed_body(
+        &self,
+        base: &DownloadBase,
+        headers: &HeaderMap,
+        key: &SecretKey,
+    ) -> SignedBody {
+        let body = self.body(base, headers);
+        let signature = match &self.signature {
+            Some(s) => s.clone(),
+            None => signature_of(key, &body),
+        };
+        SignedBody { body, signature }
     }
 
     /// The body for one request.
@@ -208,6 +249,9 @@ pub fn content_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::LazyLock;
+
+    static KEY: LazyLock<SecretKey> = LazyLock::new(SecretKey::generate);
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -221,14 +265,14 @@ mod tests {
     fn fixed_and_per_request_answers() {
         let content = r#"{"package":"a","version":"1","sha256":"ff"}"#;
         let fixed = DownloadBase::fixed("https://ota.example.com/").unwrap();
-        let a = Answer::new(content, "ff", &fixed);
+        let a = Answer::new(content, "ff", &fixed, &KEY);
         let v: Value = serde_json::from_slice(&a.body(&fixed, &HeaderMap::new())).unwrap();
         assert_eq!(v["remote"], "https://ota.example.com/otafiles/ff");
 
         let dynamic = DownloadBase::FromRequest {
             fallback: "http://127.0.0.1:8080".into(),
         };
-        let a = Answer::new(content, "ff", &dynamic);
+        let a = Answer::new(content, "ff", &dynamic, &KEY);
         let h = headers(&[("host", "internal:9"), ("x-forwarded-proto", "https")]);
         let v: Value = serde_json::from_slice(&a.body(&dynamic, &h)).unwrap();
         assert_eq!(v["remote"], "https://internal:9/otafiles/ff");
@@ -251,10 +295,32 @@ mod tests {
     }
 
     #[test]
+    fn every_answer_is_signed_over_its_exact_bytes() {
+        let key = SecretKey::generate();
+        let public = key.public();
+        let content = r#"{"package":"a","version":"1"}"#;
+        let fixed = DownloadBase::fixed("https://ota.example.com").unwrap();
+        let dynamic = DownloadBase::FromRequest {
+            fallback: "http://127.0.0.1:8080".into(),
+        };
+        for base in [fixed, dynamic] {
+            let a = Answer::new(content, "ff", &base, &key);
+            for host in ["one.example", "two.example"] {
+                let s = a.signed_body(&base, &headers(&[("host", host)]), &key);
+                let sig = s.signature.to_str().unwrap();
+                assert!(public.verify_base64(&s.body, sig).is_ok());
+                let mut tampered = s.body.to_vec();
+                tampered[2] ^= 1;
+                assert!(public.verify_base64(&tampered, sig).is_err());
+            }
+        }
+    }
+
+    #[test]
     fn publisher_remote_is_kept() {
         let content = r#"{"package":"a","remote":"https://cdn.example.com/a.bin"}"#;
         let base = DownloadBase::fixed("http://h").unwrap();
-        let a = Answer::new(content, "ff", &base);
+        let a = Answer::new(content, "ff", &base, &KEY);
         assert_eq!(&a.body(&base, &HeaderMap::new())[..], content.as_bytes());
     }
 

@@ -54,7 +54,11 @@ impl AppState {
             return Ok(Arc::new(BranchView::default()));
         }
         let entries = self.catalogue.versions(package, branch).await?;
-        let view = Arc::new(BranchView::from_sorted(entries, &self.download_base));
+        let view = Arc::new(BranchView::from_sorted(
+            entries,
+            &self.download_base,
+            &self.packs.key,
+        ));
         self.cache.insert(package, branch, epoch, view.clone());
         Ok(view)
     }

@@ -50,6 +50,9 @@ pub enum StoreError {
         "an active API key named {0:?} already exists (revoke it first, or pick another name)"
     )]
     KeyExists(String),
+    /// A device with this name is already registered.
+    #[error("a device named {0:?} is already registered (remove it first, or pick another name)")]
+    DeviceExists(String),
     /// A stored row is not what this version writes.
     #[error("corrupt catalogue row: {0}")]
     Corrupt(String),

@@ -27,6 +27,7 @@
 mod blob;
 mod catalogue;
 mod deltas;
+mod devices;
 mod jobs;
 mod map_versions;
 mod migrate;
@@ -41,6 +42,7 @@ pub use catalogue::{
     StoreError,
 };
 pub use deltas::{Delta, NewDelta};
+pub use devices::{Device, DeviceReport, NewReport, REPORTS_KEPT};
 pub use jobs::{Job, JobState, NewJob};
 pub use map_versions::{MapAppend, MapVersion};
 pub use private::create_private_dir;

@@ -222,6 +222,135 @@ Migration {
             UNIQUE (package, branch, version))",
         "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+},
+// The fleet: devices an agent runs on (token hashed as API keys are), what
+// each reported last, and its recent reports.
+Migration {
+    version: 6,
+    sqlite: &[
+        "CREATE TABLE devices (
+            name TEXT PRIMARY KEY,
+            description TEXT NOT NULL DEFAULT '',
+            token_id TEXT NOT NULL UNIQUE,
+            token_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            last_seen INTEGER,
+            last_result TEXT,
+            last_error TEXT,
+            installed TEXT NOT NULL DEFAULT '{}')",
+        "CREATE TABLE device_reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            received_at INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            report TEXT NOT NULL)",
+        "CREATE INDEX device_reports_device ON device_reports (device, id)",
+    ],
+    postgres: &[
+        "CREATE TABLE devices (
+            name TEXT PRIMARY KEY,
+            description TEXT NOT NULL DEFAULT '',
+            token_id TEXT NOT NULL UNIQUE,
+            token_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            last_seen BIGINT,
+            last_result TEXT,
+            last_error TEXT,
+            installed TEXT NOT NULL DEFAULT '{}')",
+        "CREATE TABLE device_reports (
+            id BIGSERIAL PRIMARY KEY,
+            device TEXT NOT NULL,
+            received_at BIGINT NOT NULL,
+            result TEXT NOT NULL,
+            report TEXT NOT NULL)",
+        "CREATE INDEX device_reports_device ON device_reports (device, id)",
+    ],
+},
+// ROM builds for the CMUpdater and LineageOS Updater clients: devices,
+// full builds (one row per device and ro.build.version.incremental), and
+// what only those clients read about an incremental build (its file name
+// and MD5) beside its row in `deltas` (package `rom:<codename>`), and the
+// clients' reports.
+Migration {
+    version: 7,
+    sqlite: &[
+        "CREATE TABLE rom_devices (
+            codename TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            oem TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL)",
+        "CREATE TABLE rom_builds (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            incremental TEXT NOT NULL,
+            build_timestamp INTEGER NOT NULL,
+            api_level INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            romtype TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            md5 TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            changelog TEXT NOT NULL,
+            published INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            UNIQUE (device, incremental),
+            UNIQUE (device, filename))",
+        "CREATE INDEX rom_builds_sha256 ON rom_builds (sha256)",
+        "CREATE INDEX rom_builds_list ON rom_builds (device, channel, build_timestamp)",
+        "CREATE TABLE rom_incrementals (
+            delta_id INTEGER PRIMARY KEY,
+            device TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            md5 TEXT NOT NULL,
+            UNIQUE (device, filename))",
+        "CREATE INDEX deltas_between ON deltas (from_version, to_version)",
+        "CREATE TABLE rom_reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            fprint TEXT NOT NULL,
+            fcontent TEXT NOT NULL,
+            created_at INTEGER NOT NULL)",
+    ],
+    postgres: &[
+        "CREATE TABLE rom_devices (
+            codename TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            oem TEXT NOT NULL DEFAULT '',
+            created_at BIGINT NOT NULL)",
+        "CREATE TABLE rom_builds (
+            id BIGSERIAL PRIMARY KEY,
+            device TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            incremental TEXT NOT NULL,
+            build_timestamp BIGINT NOT NULL,
+            api_level BIGINT NOT NULL,
+            version TEXT NOT NULL,
+            romtype TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            md5 TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            changelog TEXT NOT NULL,
+            published INTEGER NOT NULL,
+            created_at BIGINT NOT NULL,
+            UNIQUE (device, incremental),
+            UNIQUE (device, filename))",
+        "CREATE INDEX rom_builds_sha256 ON rom_builds (sha256)",
+        "CREATE INDEX rom_builds_list ON rom_builds (device, channel, build_timestamp)",
+        "CREATE TABLE rom_incrementals (
+            delta_id BIGINT PRIMARY KEY,
+            device TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            md5 TEXT NOT NULL,
+            UNIQUE (device, filename))",
+        "CREATE INDEX deltas_between ON deltas (from_version, to_version)",
+        "CREATE TABLE rom_reports (
+            id BIGSERIAL PRIMARY KEY,
+            fprint TEXT NOT NULL,
+            fcontent TEXT NOT NULL,
+            created_at BIGINT NOT NULL)",
+    ],
 }];
 
 /// Brings the schema up to date (or up to `upto`, for migration tests).

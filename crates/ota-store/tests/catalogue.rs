@@ -263,6 +263,55 @@ both_backends!(upgrade_from_schema_1, |url: String, _dir| async move {
     assert_eq!(v2["remote"], "https://cdn.example.com/app-2.bin");
 });
 
+both_backends!(devices_reports_and_tokens, |url: String, _dir| async move {
+    let cat = Catalogue::open(&url).await.unwrap();
+    let token = cat.add_device("kiosk-7", "lobby").await.unwrap();
+    assert!(matches!(
+        cat.add_device("kiosk-7", "again").await,
+        Err(StoreError::DeviceExists(_))
+    ));
+    assert!(cat.device_token_valid("kiosk-7", &token).await.unwrap());
+    let other = cat.add_device("kiosk-8", "").await.unwrap();
+    assert!(!cat.device_token_valid("kiosk-7", &other).await.unwrap());
+    assert!(!cat.device_token_valid("kiosk-7", "ota_x").await.unwrap());
+    assert!(!cat.device_token_valid("nobody", &token).await.unwrap());
+    let d = cat.device("kiosk-7").await.unwrap().unwrap();
+    assert_eq!((d.last_seen, d.installed.as_str()), (None, "{}"));
+    for i in 0..(ota_store::REPORTS_KEPT + 5) {
+        let report = format!(r#"{{"n":{i}}}"#);
+        let failed = i % 2 == 1;
+        let r = ota_store::NewReport {
+            result: if failed { "failure" } else { "success" },
+            error: failed.then_some("hash mismatch"),
+            installed: r#"{"app":"1.2"}"#,
+            report: &report,
+        };
+        assert!(cat.record_report("kiosk-7", &r).await.unwrap());
+    }
+    let none = ota_store::NewReport {
+        result: "success",
+        error: None,
+        installed: "{}",
+        report: "{}",
+    };
+    assert!(!cat.record_report("nobody", &none).await.unwrap());
+    let d = cat.device("kiosk-7").await.unwrap().unwrap();
+    assert_eq!(d.last_result.as_deref(), Some("success")); // the last one was even
+    assert_eq!(d.last_error, None);
+    assert_eq!(d.installed, r#"{"app":"1.2"}"#);
+    let reports = cat.device_reports("kiosk-7", 1000).await.unwrap();
+    assert_eq!(reports.len() as i64, ota_store::REPORTS_KEPT);
+    assert_eq!(
+        reports[0].report,
+        format!(r#"{{"n":{}}}"#, ota_store::REPORTS_KEPT + 4)
+    );
+    assert_eq!(cat.devices().await.unwrap().len(), 2);
+    assert!(cat.remove_device("kiosk-7").await.unwrap());
+    assert!(!cat.remove_device("kiosk-7").await.unwrap());
+    assert!(cat.device_reports("kiosk-7", 10).await.unwrap().is_empty());
+    assert!(!cat.device_token_valid("kiosk-7", &token).await.unwrap());
+});
+
 #[tokio::test]
 async fn unsupported_url_is_a_clear_error() {
     let err = Catalogue::open("mysql://x").await.unwrap_err();
