@@ -413,11 +413,12 @@ impl Catalogue {
         Ok(entry)
     }
 
-    /// How many rows (versions and deltas) reference a blob.
+    /// How many rows (versions, deltas, ROM builds) reference a blob.
     pub async fn references(&self, sha256: &str) -> Result<u64, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM ota WHERE sha256 = $1)
-                  + (SELECT COUNT(*) FROM deltas WHERE sha256 = $1) AS n",
+                  + (SELECT COUNT(*) FROM deltas WHERE sha256 = $1)
+                  + (SELECT COUNT(*) FROM rom_builds WHERE sha256 = $1) AS n",
         )
         .bind(sha256)
         .fetch_one(&self.pool)
@@ -429,12 +430,15 @@ impl Catalogue {
         Ok(n.max(0) as u64)
     }
 
-    /// Every blob hash some row (version or delta) references.
+    /// Every blob hash some row (version, delta, ROM build) references.
     pub async fn all_hashes(&self) -> Result<HashSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT sha256 FROM ota UNION SELECT sha256 FROM deltas")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| StoreError::db("listing blob references", e))?;
+        let rows = sqlx::query(
+            "SELECT sha256 FROM ota UNION SELECT sha256 FROM deltas
+             UNION SELECT sha256 FROM rom_builds",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("listing blob references", e))?;
         rows.iter()
             .map(|r| {
                 r.try_get::<String, _>("sha256")

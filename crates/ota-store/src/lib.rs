@@ -32,6 +32,7 @@ mod jobs;
 mod map_versions;
 mod migrate;
 mod private;
+mod rom;
 mod settings;
 mod strategies;
 pub mod testdb;
@@ -46,6 +47,11 @@ pub use devices::{Device, DeviceReport, NewReport, REPORTS_KEPT};
 pub use jobs::{Job, JobState, NewJob};
 pub use map_versions::{MapAppend, MapVersion};
 pub use private::create_private_dir;
+pub use rom::{
+    check_channel, check_codename, check_filename, check_incremental, check_rom_version,
+    rom_package, BadRomField, NewRomBuild, NewRomIncremental, RomBuild, RomDevice, RomIncremental,
+    RomPublish, INCREMENTAL_FORMAT, ROM_REPORTS_KEPT,
+};
 pub use strategies::StoredStrategies;
 
 /// Removes what a crash can leave behind: temporary upload files, and blobs
