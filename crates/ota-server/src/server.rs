@@ -6,7 +6,7 @@ use crate::connections::{self, ConnectionLimits};
 use crate::packs::{PackConfig, Packs};
 use crate::render::DownloadBase;
 use crate::state::AppState;
-use crate::{api_v1, download, legacy, strategies};
+use crate::{api_v1, devices, download, legacy, strategies};
 use anyhow::Context;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -223,7 +223,14 @@ impl Server {
                 get(bundle_protocol::get_bundle),
             )
             .route("/api/v1/signing-key", get(bundle_protocol::signing_key))
+            .route("/api/v1/devices", get(devices::list).post(devices::add))
+            .route(
+                "/api/v1/devices/{device}",
+                get(devices::show).delete(devices::remove),
+            )
+            .route("/api/v1/devices/{device}/report", post(devices::report))
             .route("/healthz", get(|| async { "ok\n" }))
+            .merge(crate::rom::routes())
             .with_state(state);
         if per_request {
             // Answers differ by Host: caches in front must not share them.
