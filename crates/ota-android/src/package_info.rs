@@ -60,6 +60,8 @@ pub struct PackageInfo {
     pub release_type: Option<String>,
     /// `ro.product.model`, when carried.
     pub model: Option<String>,
+    /// `ro.product.brand`, when carried.
+    pub brand: Option<String>,
 }
 
 /// Reads one entry of at most `max` bytes as UTF-8; `None` when absent.
@@ -158,6 +160,7 @@ impl PackageInfo {
             version: None,
             release_type: None,
             model: None,
+            brand: None,
             fingerprint,
         };
         if let Some(bp) = build_prop {
@@ -176,6 +179,7 @@ impl PackageInfo {
                 .iter()
                 .find_map(|k| bp.get(k).filter(|v| !v.is_empty()).map(str::to_string));
             info.model = bp.get("ro.product.model").map(str::to_string);
+            info.brand = bp.get("ro.product.brand").map(str::to_string);
         }
         if info.version.is_none() {
             info.version = release_of(&info.fingerprint);

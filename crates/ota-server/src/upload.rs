@@ -1,5 +1,8 @@
-//! Receiving a package upload (multipart `content` + `file`), shared by
-//! `PUT /update` and `POST /api/v1/packages`.
+//! Receiving an upload (multipart: a metadata part + `file`), shared by
+//! `PUT /update` and `POST /api/v1/packages` (metadata: `content`, the
+//! content.json) and `POST /api/v1/builds` (metadata: `build`, see
+//! [`crate::rom::publish`]). [`receive_with`] takes the metadata part's name
+//! and the check to run on it as soon as it arrives.
 //!
 //! The file streams to a temporary file while it is hashed and counted, in
 //! 1 MiB batches written on the blocking pool, so memory stays flat whatever
@@ -69,7 +72,8 @@ impl From<MultipartError> for UploadError {
     }
 }
 
-fn io_error(context: &str, e: std::io::Error) -> ApiError {
+/// An I/O error as an answer: 507 when the disk is full, else 500.
+pub fn io_error(context: &str, e: std::io::Error) -> ApiError {
     if e.kind() == std::io::ErrorKind::StorageFull {
         ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
@@ -92,11 +96,11 @@ async fn write_batch(writer: BlobWriter, buf: Vec<u8>) -> Result<(BlobWriter, Ve
 }
 
 /// The `boundary` parameter of a `multipart/form-data` content type.
-fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
+fn boundary(headers: &HeaderMap, field: &str) -> Result<String, ApiError> {
     let expected = || {
-        ApiError::bad_request(
-            "expected Content-Type: multipart/form-data; boundary=… with fields 'content' and 'file'",
-        )
+        ApiError::bad_request(format!(
+            "expected Content-Type: multipart/form-data; boundary=… with fields '{field}' and 'file'"
+        ))
     };
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -128,12 +132,19 @@ enum Current {
     File(FilePart),
 }
 
-/// What the form delivered.
-#[derive(Default)]
-struct Form {
-    content: Option<Content>,
-    file: Option<BlobWriter>,
+/// What a form delivered.
+pub struct Form<M> {
+    /// The checked metadata part.
+    pub meta: Option<M>,
+    /// The file, in a temporary blob.
+    pub file: Option<BlobWriter>,
+    /// The file part's `filename`, as the client sent it (unchecked).
+    pub file_name: Option<String>,
 }
+
+/// The check a metadata part gets on arrival: its bytes and the key that
+/// sent them.
+pub type MetaCheck<'a, M> = &'a (dyn Fn(&[u8], &KeyAuth) -> Result<M, ApiError> + Sync);
 
 /// Parses content.json and checks the key may publish it, as soon as it
 /// arrives (before the file when the client sends content first).
@@ -167,10 +178,16 @@ type BodyStream = axum::body::BodyDataStream;
 
 /// Receives the multipart body, refusing it (after a bounded linger) on
 /// the first problem.
-async fn receive_form(state: &AppState, key: &KeyAuth, req: Request) -> Result<Form, UploadError> {
-    let boundary = boundary(req.headers())?;
+async fn receive_form<M>(
+    state: &AppState,
+    key: &KeyAuth,
+    req: Request,
+    field: &'static str,
+    check: MetaCheck<'_, M>,
+) -> Result<Form<M>, UploadError> {
+    let boundary = boundary(req.headers(), field)?;
     let mut body = req.into_body().into_data_stream();
-    let result = parse_form(state, key, &boundary, &mut body).await;
+    let result = parse_form(state, key, &boundary, &mut body, field, check).await;
     // After a refusal, linger; after success, read what follows the closing
     // boundary (its CRLF, an epilogue) so the client is not reset either.
     let (limit, time) = if result.is_err() {
@@ -191,19 +208,27 @@ async fn receive_form(state: &AppState, key: &KeyAuth, req: Request) -> Result<F
     result
 }
 
-/// Parses the multipart body: content.json into memory (bounded), the
-/// file to a temporary blob, hashed as it streams.
-async fn parse_form(
+/// Parses the multipart body: the metadata part into memory (bounded),
+/// the file to a temporary blob, hashed as it streams.
+async fn parse_form<M>(
     state: &AppState,
     key: &KeyAuth,
     boundary: &str,
     body: &mut BodyStream,
-) -> Result<Form, UploadError> {
+    field: &'static str,
+    check: MetaCheck<'_, M>,
+) -> Result<Form<M>, UploadError> {
     let mut parser = MultipartParser::new(boundary, Limits::default())?;
     let mut receiver = FormReceiver {
         state,
         key,
-        form: Form::default(),
+        field,
+        check,
+        form: Form {
+            meta: None,
+            file: None,
+            file_name: None,
+        },
         current: Current::None,
     };
     loop {
@@ -231,7 +256,7 @@ async fn parse_form(
         parser.push(&chunk);
         while let Some(event) = parser.next_event()? {
             match event {
-                Event::Part(h) => receiver.begin_part(&h.name).await?,
+                Event::Part(h) => receiver.begin_part(&h.name, h.filename).await?,
                 Event::Data(data) => receiver.data(&data).await?,
                 Event::PartEnd => receiver.end_part().await?,
                 // Nothing after the closing boundary matters.
@@ -242,18 +267,25 @@ async fn parse_form(
 }
 
 /// Turns parser events into a [`Form`].
-struct FormReceiver<'a> {
+struct FormReceiver<'a, M> {
     state: &'a AppState,
     key: &'a KeyAuth,
-    form: Form,
+    field: &'static str,
+    check: MetaCheck<'a, M>,
+    form: Form<M>,
     current: Current,
 }
 
-impl FormReceiver<'_> {
-    async fn begin_part(&mut self, name: &str) -> Result<(), UploadError> {
+impl<M> FormReceiver<'_, M> {
+    async fn begin_part(
+        &mut self,
+        name: &str,
+        file_name: Option<String>,
+    ) -> Result<(), UploadError> {
         self.current = match name {
-            "content" if self.form.content.is_none() => Current::Content(Vec::new()),
+            n if n == self.field && self.form.meta.is_none() => Current::Content(Vec::new()),
             "file" if self.form.file.is_none() => {
+                self.form.file_name = file_name;
                 let blobs = self.state.blobs.clone();
                 let writer = tokio::task::spawn_blocking(move || blobs.begin())
                     .await
@@ -265,15 +297,16 @@ impl FormReceiver<'_> {
                     total: 0,
                 })
             }
-            "content" | "file" => {
+            n if n == self.field || n == "file" => {
                 return Err(
                     ApiError::bad_request(format!("form field {name:?} appears twice")).into(),
                 )
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unexpected form field {:?}; expected 'content' and 'file'",
-                    other.chars().take(64).collect::<String>()
+                    "unexpected form field {:?}; expected '{}' and 'file'",
+                    other.chars().take(64).collect::<String>(),
+                    self.field
                 ))
                 .into())
             }
@@ -287,7 +320,8 @@ impl FormReceiver<'_> {
             Current::Content(buf) => {
                 if buf.len() + data.len() > MAX_CONTENT_BYTES {
                     return Err(ApiError::too_large(format!(
-                        "content.json is larger than {MAX_CONTENT_BYTES} bytes"
+                        "form field '{}' is larger than {MAX_CONTENT_BYTES} bytes",
+                        self.field
                     ))
                     .into());
                 }
@@ -320,9 +354,7 @@ impl FormReceiver<'_> {
 
     async fn end_part(&mut self) -> Result<(), UploadError> {
         match std::mem::replace(&mut self.current, Current::None) {
-            Current::Content(buf) => {
-                self.form.content = Some(accept_content(&buf, self.key, self.state)?)
-            }
+            Current::Content(buf) => self.form.meta = Some((self.check)(&buf, self.key)?),
             Current::File(FilePart { writer, buf, .. }) => {
                 let writer = if buf.is_empty() {
                     writer
@@ -337,8 +369,16 @@ impl FormReceiver<'_> {
     }
 }
 
-/// Authenticates, receives, verifies and publishes one upload.
-pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadError> {
+/// Authenticates and receives one upload whose metadata part is `field`,
+/// checked by `check` as soon as it arrives (before the file, when the
+/// client sends it first). Refuses a declared length over the limit before
+/// reading anything.
+pub async fn receive_with<M>(
+    state: &AppState,
+    req: Request,
+    field: &'static str,
+    check: MetaCheck<'_, M>,
+) -> Result<(KeyAuth, Form<M>), UploadError> {
     let key = state.authenticate(req.headers()).await?;
     let declared_len = req
         .headers()
@@ -354,9 +394,16 @@ pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadE
         ))
         .into());
     }
-    let form = receive_form(state, &key, req).await?;
+    let form = receive_form(state, &key, req, field, check).await?;
+    Ok((key, form))
+}
+
+/// Authenticates, receives, verifies and publishes one package upload.
+pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadError> {
+    let check = |bytes: &[u8], key: &KeyAuth| accept_content(bytes, key, state);
+    let (key, form) = receive_with(state, req, "content", &check).await?;
     let content = form
-        .content
+        .meta
         .ok_or_else(|| ApiError::bad_request("missing form field 'content' (content.json)"))?;
     let file = form
         .file

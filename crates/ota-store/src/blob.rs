@@ -183,6 +183,12 @@ impl BlobWriter {
         self.tmp.is_empty()
     }
 
+    /// A new read handle on what was written so far (to inspect an upload
+    /// before committing it).
+    pub fn reopen(&mut self) -> io::Result<File> {
+        self.tmp.get_mut().reopen()
+    }
+
     /// Makes the content durable under its hash. With `expected`, refuses
     /// content whose hash differs (nothing is stored).
     pub fn commit(

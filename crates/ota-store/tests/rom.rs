@@ -80,209 +80,290 @@ fn incs(list: &[ota_store::RomBuild]) -> Vec<&str> {
     list.iter().map(|b| b.build.incremental.as_str()).collect()
 }
 
-both_backends!(builds_newest_first_by_channel, |url: String, _dir| async move {
-    let cat = Catalogue::open(&url).await.unwrap();
-    let g0 = cat.generation().await.unwrap();
-    inserted(&cat, &build("hammerhead", "nightly", "eng.1", 100, 1)).await;
-    let g1 = cat.generation().await.unwrap();
-    assert!(g1 > g0, "a publish bumps the generation");
-    inserted(&cat, &build("hammerhead", "nightly", "eng.2", 200, 2)).await;
-    inserted(&cat, &build("hammerhead", "snapshot", "eng.3", 300, 3)).await;
-    inserted(&cat, &build("hammerhead", "nightly", "eng.4", 400, 4)).await;
-    inserted(&cat, &build("flo", "nightly", "eng.9", 900, 9)).await;
-    let mut hidden = build("hammerhead", "nightly", "eng.5", 500, 5);
-    hidden.published = false;
-    inserted(&cat, &hidden).await;
+both_backends!(
+    builds_newest_first_by_channel,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let g0 = cat.generation().await.unwrap();
+        inserted(&cat, &build("hammerhead", "nightly", "eng.1", 100, 1)).await;
+        let g1 = cat.generation().await.unwrap();
+        assert!(g1 > g0, "a publish bumps the generation");
+        inserted(&cat, &build("hammerhead", "nightly", "eng.2", 200, 2)).await;
+        inserted(&cat, &build("hammerhead", "snapshot", "eng.3", 300, 3)).await;
+        inserted(&cat, &build("hammerhead", "nightly", "eng.4", 400, 4)).await;
+        inserted(&cat, &build("flo", "nightly", "eng.9", 900, 9)).await;
+        let mut hidden = build("hammerhead", "nightly", "eng.5", 500, 5);
+        hidden.published = false;
+        inserted(&cat, &hidden).await;
 
-    let nightly = vec!["nightly".to_string()];
-    let both = vec!["nightly".to_string(), "snapshot".to_string()];
-    // Newer than the source build, newest first, unpublished left out.
-    let got = cat.rom_builds_newer("hammerhead", &nightly, "eng.1").await.unwrap();
-    assert_eq!(incs(&got), ["eng.4", "eng.2"]);
-    let got = cat.rom_builds_newer("hammerhead", &both, "eng.2").await.unwrap();
-    assert_eq!(incs(&got), ["eng.4", "eng.3"]);
-    // A source this server never saw: every build of the channels.
-    let got = cat.rom_builds_newer("hammerhead", &nightly, "other.7").await.unwrap();
-    assert_eq!(incs(&got), ["eng.4", "eng.2", "eng.1"]);
-    assert!(cat.rom_builds_newer("nosuch", &nightly, "x").await.unwrap().is_empty());
-    assert!(cat.rom_builds_newer("hammerhead", &[], "x").await.unwrap().is_empty());
+        let nightly = vec!["nightly".to_string()];
+        let both = vec!["nightly".to_string(), "snapshot".to_string()];
+        // Newer than the source build, newest first, unpublished left out.
+        let got = cat
+            .rom_builds_newer("hammerhead", &nightly, "eng.1")
+            .await
+            .unwrap();
+        assert_eq!(incs(&got), ["eng.4", "eng.2"]);
+        let got = cat
+            .rom_builds_newer("hammerhead", &both, "eng.2")
+            .await
+            .unwrap();
+        assert_eq!(incs(&got), ["eng.4", "eng.3"]);
+        // A source this server never saw: every build of the channels.
+        let got = cat
+            .rom_builds_newer("hammerhead", &nightly, "other.7")
+            .await
+            .unwrap();
+        assert_eq!(incs(&got), ["eng.4", "eng.2", "eng.1"]);
+        assert!(cat
+            .rom_builds_newer("nosuch", &nightly, "x")
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(cat
+            .rom_builds_newer("hammerhead", &[], "x")
+            .await
+            .unwrap()
+            .is_empty());
 
-    let got = cat.rom_builds_of_type("hammerhead", "nightly", None).await.unwrap();
-    assert_eq!(incs(&got), ["eng.4", "eng.2", "eng.1"]);
-    let got = cat.rom_builds_of_type("hammerhead", "nightly", Some(200)).await.unwrap();
-    assert_eq!(incs(&got), ["eng.4"]);
-    assert_eq!(cat.rom_types("hammerhead").await.unwrap(), ["nightly", "snapshot"]);
-    assert!(cat.rom_types("nosuch").await.unwrap().is_empty());
-    let devices = cat.rom_devices().await.unwrap();
-    assert_eq!(
-        devices.iter().map(|d| d.codename.as_str()).collect::<Vec<_>>(),
-        ["flo", "hammerhead"]
-    );
-    assert_eq!(devices[1].name, "hammerhead phone");
+        let got = cat
+            .rom_builds_of_type("hammerhead", "nightly", None)
+            .await
+            .unwrap();
+        assert_eq!(incs(&got), ["eng.4", "eng.2", "eng.1"]);
+        let got = cat
+            .rom_builds_of_type("hammerhead", "nightly", Some(200))
+            .await
+            .unwrap();
+        assert_eq!(incs(&got), ["eng.4"]);
+        assert_eq!(
+            cat.rom_types("hammerhead").await.unwrap(),
+            ["nightly", "snapshot"]
+        );
+        assert!(cat.rom_types("nosuch").await.unwrap().is_empty());
+        let devices = cat.rom_devices().await.unwrap();
+        assert_eq!(
+            devices
+                .iter()
+                .map(|d| d.codename.as_str())
+                .collect::<Vec<_>>(),
+            ["flo", "hammerhead"]
+        );
+        assert_eq!(devices[1].name, "hammerhead phone");
 
-    // Publishing a withdrawn build offers it; withdrawing hides it again.
-    let g = cat.generation().await.unwrap();
-    assert!(cat.set_rom_published("hammerhead", "eng.5", true).await.unwrap());
-    assert!(cat.generation().await.unwrap() > g);
-    let got = cat.rom_builds_newer("hammerhead", &nightly, "eng.4").await.unwrap();
-    assert_eq!(incs(&got), ["eng.5"]);
-    assert!(!cat.set_rom_published("hammerhead", "eng.404", true).await.unwrap());
-    let b = cat.rom_build("hammerhead", "eng.5").await.unwrap().unwrap();
-    assert!(b.build.published);
-    assert!(cat.rom_build("hammerhead", "eng.404").await.unwrap().is_none());
-});
-
-both_backends!(identical_and_conflicting_builds, |url: String, _dir| async move {
-    let cat = Catalogue::open(&url).await.unwrap();
-    let b = build("hammerhead", "nightly", "eng.1", 100, 1);
-    inserted(&cat, &b).await;
-    let g = cat.generation().await.unwrap();
-    assert!(matches!(cat.publish_rom_build(&b).await.unwrap(), RomPublish::Identical(_)));
-    assert_eq!(cat.generation().await.unwrap(), g, "a no-op does not bump");
-
-    let mut other_file = b.clone();
-    other_file.sha256 = hash(2);
-    match cat.publish_rom_build(&other_file).await.unwrap() {
-        RomPublish::Conflict(m) => assert!(m.contains("already published"), "{m}"),
-        o => panic!("{o:?}"),
+        // Publishing a withdrawn build offers it; withdrawing hides it again.
+        let g = cat.generation().await.unwrap();
+        assert!(cat
+            .set_rom_published("hammerhead", "eng.5", true)
+            .await
+            .unwrap());
+        assert!(cat.generation().await.unwrap() > g);
+        let got = cat
+            .rom_builds_newer("hammerhead", &nightly, "eng.4")
+            .await
+            .unwrap();
+        assert_eq!(incs(&got), ["eng.5"]);
+        assert!(!cat
+            .set_rom_published("hammerhead", "eng.404", true)
+            .await
+            .unwrap());
+        let b = cat.rom_build("hammerhead", "eng.5").await.unwrap().unwrap();
+        assert!(b.build.published);
+        assert!(cat
+            .rom_build("hammerhead", "eng.404")
+            .await
+            .unwrap()
+            .is_none());
     }
-    let mut other_channel = b.clone();
-    other_channel.channel = "stable".into();
-    assert!(matches!(
-        cat.publish_rom_build(&other_channel).await.unwrap(),
-        RomPublish::Conflict(_)
-    ));
-    // Another build under a file name already taken.
-    let mut same_name = build("hammerhead", "nightly", "eng.2", 200, 3);
-    same_name.filename = b.filename.clone();
-    match cat.publish_rom_build(&same_name).await.unwrap() {
-        RomPublish::Conflict(m) => assert!(m.contains("file name"), "{m}"),
-        o => panic!("{o:?}"),
+);
+
+both_backends!(
+    identical_and_conflicting_builds,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let b = build("hammerhead", "nightly", "eng.1", 100, 1);
+        inserted(&cat, &b).await;
+        let g = cat.generation().await.unwrap();
+        assert!(matches!(
+            cat.publish_rom_build(&b).await.unwrap(),
+            RomPublish::Identical(_)
+        ));
+        assert_eq!(cat.generation().await.unwrap(), g, "a no-op does not bump");
+
+        let mut other_file = b.clone();
+        other_file.sha256 = hash(2);
+        match cat.publish_rom_build(&other_file).await.unwrap() {
+            RomPublish::Conflict(m) => assert!(m.contains("already published"), "{m}"),
+            o => panic!("{o:?}"),
+        }
+        let mut other_channel = b.clone();
+        other_channel.channel = "stable".into();
+        assert!(matches!(
+            cat.publish_rom_build(&other_channel).await.unwrap(),
+            RomPublish::Conflict(_)
+        ));
+        // Another build under a file name already taken.
+        let mut same_name = build("hammerhead", "nightly", "eng.2", 200, 3);
+        same_name.filename = b.filename.clone();
+        match cat.publish_rom_build(&same_name).await.unwrap() {
+            RomPublish::Conflict(m) => assert!(m.contains("file name"), "{m}"),
+            o => panic!("{o:?}"),
+        }
+        assert!(cat
+            .rom_build("hammerhead", "eng.2")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(cat.generation().await.unwrap(), g, "refusals store nothing");
     }
-    assert!(cat.rom_build("hammerhead", "eng.2").await.unwrap().is_none());
-    assert_eq!(cat.generation().await.unwrap(), g, "refusals store nothing");
-});
+);
 
-both_backends!(incrementals_are_delta_rows, |url: String, _dir| async move {
-    let cat = Catalogue::open(&url).await.unwrap();
-    inserted(&cat, &build("hammerhead", "nightly", "eng.1", 100, 1)).await;
-    inserted(&cat, &build("hammerhead", "nightly", "eng.2", 200, 2)).await;
-    inserted(&cat, &build("flo", "stable", "eng.2", 200, 3)).await;
+both_backends!(
+    incrementals_are_delta_rows,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        inserted(&cat, &build("hammerhead", "nightly", "eng.1", 100, 1)).await;
+        inserted(&cat, &build("hammerhead", "nightly", "eng.2", 200, 2)).await;
+        inserted(&cat, &build("flo", "stable", "eng.2", 200, 3)).await;
 
-    // No target build: refused, nothing stored.
-    let g = cat.generation().await.unwrap();
-    let orphan = incremental("hammerhead", "eng.1", "eng.9", 10);
-    assert_eq!(
-        cat.publish_rom_incremental(&orphan).await.unwrap(),
-        RomPublish::UnknownTarget
-    );
-    assert_eq!(cat.generation().await.unwrap(), g);
+        // No target build: refused, nothing stored.
+        let g = cat.generation().await.unwrap();
+        let orphan = incremental("hammerhead", "eng.1", "eng.9", 10);
+        assert_eq!(
+            cat.publish_rom_incremental(&orphan).await.unwrap(),
+            RomPublish::UnknownTarget
+        );
+        assert_eq!(cat.generation().await.unwrap(), g);
 
-    let inc = incremental("hammerhead", "eng.1", "eng.2", 11);
-    let stored = match cat.publish_rom_incremental(&inc).await.unwrap() {
-        RomPublish::Inserted(s) => s,
-        o => panic!("{o:?}"),
-    };
-    assert_eq!(stored.incremental, inc);
-    assert_eq!(stored.channel, "nightly");
-    assert!(cat.generation().await.unwrap() > g);
-    // The same row the bundle protocol's delta table holds.
-    let rows = cat
-        .deltas_between("rom:hammerhead", "nightly", "eng.1", "eng.2")
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].delta.format, INCREMENTAL_FORMAT);
-    assert_eq!(rows[0].delta.direction, "upgrade");
-    assert_eq!(rows[0].delta.sha256, hash(11));
-    assert_eq!(rows[0].id, stored.id);
+        let inc = incremental("hammerhead", "eng.1", "eng.2", 11);
+        let stored = match cat.publish_rom_incremental(&inc).await.unwrap() {
+            RomPublish::Inserted(s) => s,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(stored.incremental, inc);
+        assert_eq!(stored.channel, "nightly");
+        assert!(cat.generation().await.unwrap() > g);
+        // The same row the bundle protocol's delta table holds.
+        let rows = cat
+            .deltas_between("rom:hammerhead", "nightly", "eng.1", "eng.2")
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].delta.format, INCREMENTAL_FORMAT);
+        assert_eq!(rows[0].delta.direction, "upgrade");
+        assert_eq!(rows[0].delta.sha256, hash(11));
+        assert_eq!(rows[0].id, stored.id);
 
-    assert!(matches!(
-        cat.publish_rom_incremental(&inc).await.unwrap(),
-        RomPublish::Identical(_)
-    ));
-    let mut different = inc.clone();
-    different.sha256 = hash(12);
-    assert!(matches!(
-        cat.publish_rom_incremental(&different).await.unwrap(),
-        RomPublish::Conflict(_)
-    ));
-    // A file name another incremental of the device has: refused, and the
-    // delta row it would have added is rolled back.
-    let mut clash = incremental("hammerhead", "eng.0", "eng.2", 13);
-    clash.filename = inc.filename.clone();
-    assert!(matches!(
-        cat.publish_rom_incremental(&clash).await.unwrap(),
-        RomPublish::Conflict(_)
-    ));
-    assert!(cat
-        .deltas_between("rom:hammerhead", "nightly", "eng.0", "eng.2")
-        .await
-        .unwrap()
-        .is_empty());
+        assert!(matches!(
+            cat.publish_rom_incremental(&inc).await.unwrap(),
+            RomPublish::Identical(_)
+        ));
+        let mut different = inc.clone();
+        different.sha256 = hash(12);
+        assert!(matches!(
+            cat.publish_rom_incremental(&different).await.unwrap(),
+            RomPublish::Conflict(_)
+        ));
+        // A file name another incremental of the device has: refused, and the
+        // delta row it would have added is rolled back.
+        let mut clash = incremental("hammerhead", "eng.0", "eng.2", 13);
+        clash.filename = inc.filename.clone();
+        assert!(matches!(
+            cat.publish_rom_incremental(&clash).await.unwrap(),
+            RomPublish::Conflict(_)
+        ));
+        assert!(cat
+            .deltas_between("rom:hammerhead", "nightly", "eng.0", "eng.2")
+            .await
+            .unwrap()
+            .is_empty());
 
-    // A downgrade is recorded as a rollback.
-    let back = incremental("hammerhead", "eng.2", "eng.1", 14);
-    assert!(matches!(
-        cat.publish_rom_incremental(&back).await.unwrap(),
-        RomPublish::Inserted(_)
-    ));
-    let rows = cat
-        .deltas_between("rom:hammerhead", "nightly", "eng.2", "eng.1")
-        .await
-        .unwrap();
-    assert_eq!(rows[0].delta.direction, "rollback");
+        // A downgrade is recorded as a rollback.
+        let back = incremental("hammerhead", "eng.2", "eng.1", 14);
+        assert!(matches!(
+            cat.publish_rom_incremental(&back).await.unwrap(),
+            RomPublish::Inserted(_)
+        ));
+        let rows = cat
+            .deltas_between("rom:hammerhead", "nightly", "eng.2", "eng.1")
+            .await
+            .unwrap();
+        assert_eq!(rows[0].delta.direction, "rollback");
 
-    // get_delta names no device: the lookup spans devices.
-    let flo = incremental("flo", "eng.1", "eng.2", 15);
-    assert!(matches!(
-        cat.publish_rom_incremental(&flo).await.unwrap(),
-        RomPublish::Inserted(_)
-    ));
-    let found = cat.rom_incrementals_between("eng.1", "eng.2").await.unwrap();
-    let devices: Vec<&str> = found.iter().map(|i| i.incremental.device.as_str()).collect();
-    assert_eq!(devices, ["hammerhead", "flo"]);
-    assert_eq!(cat.rom_incrementals("hammerhead").await.unwrap().len(), 2);
-    // An incremental to a withdrawn build is not offered.
-    assert!(cat.set_rom_published("flo", "eng.2", false).await.unwrap());
-    let found = cat.rom_incrementals_between("eng.1", "eng.2").await.unwrap();
-    assert_eq!(found.len(), 1);
-    assert!(cat.rom_incrementals_between("eng.1", "eng.404").await.unwrap().is_empty());
-});
+        // get_delta names no device: the lookup spans devices.
+        let flo = incremental("flo", "eng.1", "eng.2", 15);
+        assert!(matches!(
+            cat.publish_rom_incremental(&flo).await.unwrap(),
+            RomPublish::Inserted(_)
+        ));
+        let found = cat
+            .rom_incrementals_between("eng.1", "eng.2")
+            .await
+            .unwrap();
+        let devices: Vec<&str> = found
+            .iter()
+            .map(|i| i.incremental.device.as_str())
+            .collect();
+        assert_eq!(devices, ["hammerhead", "flo"]);
+        assert_eq!(cat.rom_incrementals("hammerhead").await.unwrap().len(), 2);
+        // An incremental to a withdrawn build is not offered.
+        assert!(cat.set_rom_published("flo", "eng.2", false).await.unwrap());
+        let found = cat
+            .rom_incrementals_between("eng.1", "eng.2")
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(cat
+            .rom_incrementals_between("eng.1", "eng.404")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
 
-both_backends!(rom_blobs_survive_recovery, |url: String, dir: std::path::PathBuf| async move {
-    let cat = Catalogue::open(&url).await.unwrap();
-    let blobs = BlobStore::open(&dir.join("data")).unwrap();
-    let full = blobs.put_bytes(b"full build").unwrap();
-    let inc = blobs.put_bytes(b"incremental").unwrap();
-    let orphan = blobs.put_bytes(b"crash between blob and row").unwrap();
-    let mut b = build("hammerhead", "nightly", "eng.1", 100, 1);
-    b.sha256 = full.hash.to_string();
-    inserted(&cat, &b).await;
-    let mut b2 = build("hammerhead", "nightly", "eng.2", 200, 2);
-    b2.sha256 = full.hash.to_string();
-    inserted(&cat, &b2).await;
-    let mut i = incremental("hammerhead", "eng.1", "eng.2", 3);
-    i.sha256 = inc.hash.to_string();
-    assert!(matches!(
-        cat.publish_rom_incremental(&i).await.unwrap(),
-        RomPublish::Inserted(_)
-    ));
-    let hashes = cat.all_hashes().await.unwrap();
-    assert!(hashes.contains(full.hash.as_str()) && hashes.contains(inc.hash.as_str()));
-    assert_eq!(cat.references(full.hash.as_str()).await.unwrap(), 2);
-    let (_, removed) = recover(&cat, &blobs).await.unwrap();
-    assert_eq!(removed, 1, "only the orphan goes");
-    assert!(blobs.contains(&full.hash) && blobs.contains(&inc.hash));
-    assert!(!blobs.contains(&orphan.hash));
-});
+both_backends!(
+    rom_blobs_survive_recovery,
+    |url: String, dir: std::path::PathBuf| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let blobs = BlobStore::open(&dir.join("data")).unwrap();
+        let full = blobs.put_bytes(b"full build").unwrap();
+        let inc = blobs.put_bytes(b"incremental").unwrap();
+        let orphan = blobs.put_bytes(b"crash between blob and row").unwrap();
+        let mut b = build("hammerhead", "nightly", "eng.1", 100, 1);
+        b.sha256 = full.hash.to_string();
+        inserted(&cat, &b).await;
+        let mut b2 = build("hammerhead", "nightly", "eng.2", 200, 2);
+        b2.sha256 = full.hash.to_string();
+        inserted(&cat, &b2).await;
+        let mut i = incremental("hammerhead", "eng.1", "eng.2", 3);
+        i.sha256 = inc.hash.to_string();
+        assert!(matches!(
+            cat.publish_rom_incremental(&i).await.unwrap(),
+            RomPublish::Inserted(_)
+        ));
+        let hashes = cat.all_hashes().await.unwrap();
+        assert!(hashes.contains(full.hash.as_str()) && hashes.contains(inc.hash.as_str()));
+        assert_eq!(cat.references(full.hash.as_str()).await.unwrap(), 2);
+        let (_, removed) = recover(&cat, &blobs).await.unwrap();
+        assert_eq!(removed, 1, "only the orphan goes");
+        assert!(blobs.contains(&full.hash) && blobs.contains(&inc.hash));
+        assert!(!blobs.contains(&orphan.hash));
+    }
+);
 
 both_backends!(reports_and_hostile_text, |url: String, _dir| async move {
     let cat = Catalogue::open(&url).await.unwrap();
     let g = cat.generation().await.unwrap();
     let hostile = "x'); DROP TABLE rom_builds; -- <script>alert(1)</script>";
-    let id = cat.add_rom_report(hostile, "fcontent \"quoted\"").await.unwrap();
-    assert_eq!(cat.generation().await.unwrap(), g, "reports change no answer");
+    let id = cat
+        .add_rom_report(hostile, "fcontent \"quoted\"")
+        .await
+        .unwrap();
+    assert_eq!(
+        cat.generation().await.unwrap(),
+        g,
+        "reports change no answer"
+    );
     let reports = cat.rom_reports(10).await.unwrap();
     assert_eq!(reports[0].0, id);
     assert_eq!(reports[0].1, hostile, "stored verbatim, bound not spliced");

@@ -1,0 +1,105 @@
+//! The ROM update server: Android builds for phones running the stock
+//! CMUpdater app ([`cmupdater`]) or the LineageOS Updater app ([`lineage`]),
+//! published with an API key ([`publish`]).
+//!
+//! Builds live in the catalogue (`ota_store`'s ROM tables; incrementals are
+//! rows of the delta table) and the blob store. Download URLs are built when
+//! answering, like every other URL of the server: `BASE/rom/<sha256>/<file
+//! name>`, served by [`download::serve_file`] with ranges (a client resumes
+//! with `Range: bytes=N-` and gets 206).
+
+pub mod cmupdater;
+pub mod lineage;
+pub mod publish;
+
+use crate::download;
+use crate::error::{ApiError, PlainError};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+use ota_core::Sha256Hex;
+use ota_store::BadRomField;
+
+/// Words that may not be device codenames: the static segments the server
+/// routes under `/api/v1/` (they win over `/api/v1/{device}/{romtype}/…`,
+/// so a device so named could never be asked for), and a few kept for
+/// later. Compared without case.
+pub const RESERVED_CODENAMES: &[&str] = &[
+    "agent",
+    "auth",
+    "build",
+    "builds",
+    "changes",
+    "devices",
+    "fleet",
+    "jobs",
+    "keys",
+    "packages",
+    "reports",
+    "rom",
+    "signing-key",
+    "strategies",
+    "types",
+    "update",
+    "v1",
+    "v2",
+];
+
+/// The routes of the ROM server (`GET /api/v1/devices` is not among them:
+/// the fleet inventory shares that URL and dispatches to
+/// [`lineage::list_devices`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api", post(cmupdater::get_all_builds))
+        .route("/api/v1/build/get_delta", post(cmupdater::get_delta))
+        .route("/api/changelog/{device}/{file}", get(cmupdater::changelog))
+        .route("/api/report", post(cmupdater::report))
+        .route("/api/v1/types/{device}", get(lineage::types))
+        .route("/api/v1/types/{device}/", get(lineage::types))
+        .route(
+            "/api/v1/{device}/{romtype}/{incremental}",
+            get(lineage::builds),
+        )
+        .route("/api/v1/builds", post(publish::publish))
+        .route(
+            "/api/v1/builds/{device}/{incremental}/published",
+            put(publish::set_published),
+        )
+        .route("/api/v1/reports", get(publish::reports))
+        .route("/rom/{hash}/{filename}", get(download_build))
+}
+
+/// A refused field as a 400.
+pub(crate) fn bad_field(e: BadRomField) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+/// Where clients download a build or incremental.
+pub(crate) fn download_url(base: &str, sha256: &str, filename: &str) -> String {
+    format!("{base}/rom/{sha256}/{filename}")
+}
+
+/// `GET /rom/<sha256>/<file name>`: a ROM file, resumable. The name is
+/// what clients save it as; the hash picks the blob.
+async fn download_build(
+    State(state): State<AppState>,
+    Path((hash, filename)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, PlainError> {
+    let hash = Sha256Hex::parse(&hash).map_err(|_| {
+        ApiError::bad_request("malformed download path: expected /rom/<sha256>/<file name>")
+    })?;
+    ota_store::check_filename(&filename).map_err(bad_field)?;
+    download::serve_file(
+        state.blobs.path_of(&hash),
+        &format!("\"{hash}\""),
+        &headers,
+        "public, max-age=31536000, immutable",
+        "application/zip",
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no ROM file with SHA-256 {hash}")).into())
+}
