@@ -154,6 +154,14 @@ impl Agent {
         }
     }
 
+    /// Finishes or undoes installs a crash interrupted, then returns (what
+    /// the agent does first when it starts; `ota agent recover` at boot).
+    pub fn recover_only(&self) -> Result<()> {
+        let ctx = self.load()?;
+        let _lock = ctx.state.lock()?;
+        self.recover(&ctx)
+    }
+
     /// Sleeps; true when cancelled meanwhile.
     async fn wait(&mut self, d: Duration) -> bool {
         tokio::select! {

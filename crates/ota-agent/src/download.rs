@@ -230,6 +230,7 @@ pub async fn fetch(
             .map_err(|e| local("truncating the partial download", e))?;
         let mut hasher =
             hash_prefix(&mut file, have).map_err(|e| local("hashing the partial download", e))?;
+        tracing::info!(url = d.url, offset = have, attempt, "downloading");
         let response = match first.take() {
             Some(r) => Ok(r),
             None => {

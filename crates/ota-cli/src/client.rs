@@ -7,7 +7,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 
 /// `--server`, `--key`, `--key-file` (and their variables).
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct RemoteArgs {
     /// Server base URL, e.g. http://127.0.0.1:8080
     #[arg(long, env = "OTA_SERVER")]

@@ -1,11 +1,13 @@
 //! `ota`: the command-line front end. Each subcommand parses its arguments,
 //! calls a library crate and prints the result.
 
+mod agent;
 mod android;
 mod bundle;
 mod client;
 mod config;
 mod delta;
+mod devices;
 mod jobs;
 mod publish;
 mod strategy;
@@ -51,6 +53,10 @@ enum Command {
     Bundle(bundle::BundleCommand),
     /// Pack jobs (building the deltas of newly published versions).
     Jobs(jobs::JobsArgs),
+    /// The device agent: keep this device's packages up to date (`ota agent status`: what it is doing).
+    Agent(agent::AgentArgs),
+    /// The fleet: devices running the agent, their versions and last results.
+    Devices(devices::DevicesArgs),
     /// Make a binary delta between two files (or two directory trees).
     Diff(delta::DiffArgs),
     /// Apply a delta made by `ota diff` (or by bsdiff 4.x).
@@ -166,23 +172,30 @@ enum KeysAction {
 }
 
 /// Logs to stderr: coloured only on a terminal, JSON lines with
-/// `OTA_LOG_FORMAT=json`, filtered by `OTA_LOG` (tracing's env-filter syntax).
-fn init_logging() {
+/// `OTA_LOG_FORMAT=json` (the agent's default when stderr is not a
+/// terminal, e.g. under systemd), filtered by `OTA_LOG` (tracing's
+/// env-filter syntax).
+fn init_logging(agent: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OTA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match std::env::var("OTA_LOG_FORMAT").as_deref() {
-        Ok("json") => builder.json().init(),
-        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    let json = match std::env::var("OTA_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok(_) => false,
+        Err(_) => agent && !std::io::stderr().is_terminal(),
+    };
+    match json {
+        true => builder.json().init(),
+        false => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
 fn main() -> std::process::ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Agent(_)));
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -234,6 +247,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Jobs(args) => {
             let (file, rt) = setup()?;
             rt.block_on(jobs::run(file, args))
+        }
+        Command::Agent(args) => agent::run(args),
+        Command::Devices(args) => {
+            let (file, rt) = setup()?;
+            rt.block_on(devices::run(file, args))
         }
     }
 }
