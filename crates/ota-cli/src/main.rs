@@ -10,6 +10,7 @@ mod delta;
 mod devices;
 mod jobs;
 mod publish;
+mod publish_android;
 mod strategy;
 mod update;
 
@@ -41,7 +42,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Upload a package file with its content.json (PUT /update).
+    /// Upload a package file with its content.json (PUT /update), or an
+    /// Android OTA package to the ROM server (`ota publish android`).
     Publish(publish::PublishArgs),
     /// Update strategies every server applies (which version a client moves to).
     #[command(subcommand)]

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 
 /// Arguments of `ota publish`.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct PublishArgs {
+    #[command(subcommand)]
+    kind: Option<PublishKind>,
     #[command(flatten)]
     remote: RemoteArgs,
     /// content.json to send; missing keys are filled from the flags and the file
@@ -28,7 +31,16 @@ pub struct PublishArgs {
     #[arg(long)]
     branch: Option<String>,
     /// The package file
-    file: PathBuf,
+    #[arg(required = true)]
+    file: Option<PathBuf>,
+}
+
+/// What else `ota publish` publishes.
+#[derive(clap::Subcommand)]
+pub enum PublishKind {
+    /// An Android OTA package (full or incremental) for the ROM server's
+    /// CMUpdater and LineageOS Updater clients (POST /api/v1/builds).
+    Android(crate::publish_android::PublishAndroidArgs),
 }
 
 /// Fills `key` from the flag `flag_name`; a flag that contradicts
@@ -54,6 +66,10 @@ fn fill(
 
 /// Runs the command.
 pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
+    if let Some(PublishKind::Android(a)) = args.kind {
+        return crate::publish_android::run(settings, a).await;
+    }
+    let file = args.file.clone().context("no package file given")?;
     let Remote { server, key } = args.remote.resolve(settings)?;
     let mut map = match &args.content {
         Some(path) => {
@@ -81,7 +97,7 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
         }
     }
 
-    let path = args.file.clone();
+    let path = file.clone();
     let (sha, size) = tokio::task::spawn_blocking(move || -> Result<(Sha256Hex, u64)> {
         let f =
             std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -95,7 +111,7 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
     match map.get("sha256").and_then(Value::as_str) {
         Some(declared) if !declared.eq_ignore_ascii_case(sha.as_str()) => bail!(
             "content.json declares sha256 {declared} but {} hashes to {sha}",
-            args.file.display()
+            file.display()
         ),
         _ => {
             map.insert("sha256".into(), Value::String(sha.to_string()));
@@ -115,18 +131,17 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
     } else {
         None
     };
-    let file = tokio::fs::File::open(&args.file)
+    let opened = tokio::fs::File::open(&file)
         .await
-        .with_context(|| format!("opening {}", args.file.display()))?;
+        .with_context(|| format!("opening {}", file.display()))?;
     let progress = bar.clone();
     let stream =
-        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+        tokio_util::io::ReaderStream::with_capacity(opened, 256 * 1024).inspect(move |chunk| {
             if let (Some(bar), Ok(c)) = (&progress, chunk) {
                 bar.inc(c.len() as u64);
             }
         });
-    let file_name = args
-        .file
+    let file_name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "package".into());
@@ -178,7 +193,7 @@ pub async fn run(settings: Settings, args: PublishArgs) -> Result<()> {
         if size > limit {
             bail!(
                 "{} is {} but the server accepts at most {} (its --max-upload); nothing was sent",
-                args.file.display(),
+                file.display(),
                 ota_core::size::describe(size),
                 ota_core::size::describe(limit)
             );
