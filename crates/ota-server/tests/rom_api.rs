@@ -843,3 +843,54 @@ async fn unpublished_builds_wait_for_the_switch() {
     assert_eq!(r.status(), 404);
     s.stop().await;
 }
+
+/// The LineageOS device list, called in-process as the shared
+/// `GET /api/v1/devices` route calls it for a request without a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_device_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ota_server::ServerConfig::new(dir.path().join("data"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.packs.workers = 0;
+    let server = ota_server::Server::bind(config).await.unwrap();
+    let state = server.state().clone();
+    let list = || async {
+        let r = ota_server::rom::lineage::list_devices(axum::extract::State(state.clone())).await;
+        assert_eq!(r.status(), 200);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    assert_eq!(list().await, json!([]));
+    let p = packages();
+    let b = ota_store::NewRomBuild {
+        device: ota_store::RomDevice {
+            codename: "hammerhead".into(),
+            name: "Nexus 5".into(),
+            oem: "LGE".into(),
+        },
+        channel: "nightly".into(),
+        incremental: "eng.1001".into(),
+        timestamp: 1,
+        api_level: 19,
+        version: "11.0".into(),
+        romtype: "nightly".into(),
+        filename: "a.zip".into(),
+        size: 1,
+        md5: "0".repeat(32),
+        sha256: common::sha(&std::fs::read(&p.full1).unwrap()),
+        changelog: String::new(),
+        published: false,
+    };
+    state.catalogue.publish_rom_build(&b).await.unwrap();
+    assert_eq!(list().await, json!([]), "no published build yet");
+    state
+        .catalogue
+        .set_rom_published("hammerhead", "eng.1001", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        list().await,
+        json!([{"model": "hammerhead", "oem": "LGE", "name": "Nexus 5"}])
+    );
+    server.run(async {}).await.unwrap();
+}
