@@ -147,6 +147,7 @@ impl Server {
             packs,
             bundles: Arc::new(bundles),
             rules: Arc::new(RulesCache::default()),
+            rom: Arc::new(crate::rom::cache::RomCache::default()),
         };
         let queued = state.packs.reconcile(&state.catalogue).await?;
         if queued > 0 {

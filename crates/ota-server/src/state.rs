@@ -35,6 +35,8 @@ pub struct AppState {
     pub bundles: Arc<crate::bundle_protocol::bundles::BundleCache>,
     /// The update strategies in force, parsed.
     pub rules: Arc<crate::bundle_protocol::RulesCache>,
+    /// Hot ROM build lists (valid for one epoch of `cache`).
+    pub rom: Arc<crate::rom::cache::RomCache>,
 }
 
 impl AppState {

@@ -894,3 +894,49 @@ async fn lineage_device_list() {
     );
     server.run(async {}).await.unwrap();
 }
+
+/// Build lists are cached, yet a build published on another server sharing
+/// the database is offered within the generation poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_lists_follow_other_servers() {
+    let a = start().await;
+    let url = a.database_url.clone();
+    let key = a.data().join("signing-key.pem");
+    let b = start_with(|c| {
+        c.database_url = Some(url);
+        c.packs.signing_key = Some(key);
+    })
+    .await;
+    let p = packages();
+    let ask = |s: &TestServer| {
+        let base = s.base.clone();
+        async move {
+            let r = client()
+                .post(format!("{base}/api"))
+                .body(cm_request("hammerhead", "nightly", "eng.1000"))
+                .send()
+                .await
+                .unwrap();
+            parse_cm(&r.json().await.unwrap())
+                .into_iter()
+                .map(|u| u.incremental)
+                .collect::<Vec<_>>()
+        }
+    };
+    let b_build = json!({"device": "hammerhead", "channel": "nightly"});
+    publish_path(&b, b_build.clone(), &p.full1).await;
+    assert_eq!(ask(&a).await, ["eng.1001"]); // now cached on A
+    assert_eq!(ask(&a).await, ["eng.1001"]);
+    publish_path(&b, b_build, &p.full2).await;
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = ask(&a).await;
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, ["eng.1002", "eng.1001"]);
+    b.stop().await;
+    a.stop().await;
+}

@@ -153,11 +153,17 @@ pub async fn get_all_builds(
         Ok(q) => q,
         Err(message) => return rpc_error(StatusCode::BAD_REQUEST, message),
     };
-    let builds = match state
-        .catalogue
-        .rom_builds_newer(&query.device, &query.channels, &query.source_incremental)
-        .await
-    {
+    let key = format!(
+        "cm\0{}\0{}\0{}",
+        query.device,
+        query.source_incremental,
+        query.channels.join("\0")
+    );
+    let load =
+        state
+            .catalogue
+            .rom_builds_newer(&query.device, &query.channels, &query.source_incremental);
+    let builds = match super::cached_list(&state, key, load).await {
         Ok(b) => b,
         Err(e) => {
             tracing::error!("listing ROM builds: {e}");

@@ -45,10 +45,9 @@ pub async fn builds(
     }
     // The app lowercases `ro.lineage.releasetype`; so are stored romtypes.
     let romtype = romtype.to_ascii_lowercase();
-    let builds = state
-        .catalogue
-        .rom_builds_of_type(&device, &romtype, after)
-        .await?;
+    let key = format!("lo\0{device}\0{romtype}\0{after:?}");
+    let load = state.catalogue.rom_builds_of_type(&device, &romtype, after);
+    let builds = super::cached_list(&state, key, load).await?;
     let base = state.download_base.for_request(&headers);
     let response: Vec<Value> = builds
         .iter()

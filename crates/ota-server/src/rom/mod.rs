@@ -8,6 +8,7 @@
 //! name>`, served by [`download::serve_file`] with ranges (a client resumes
 //! with `Range: bytes=N-` and gets 206).
 
+pub mod cache;
 pub mod cmupdater;
 pub mod lineage;
 pub mod publish;
@@ -21,7 +22,8 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 use ota_core::Sha256Hex;
-use ota_store::BadRomField;
+use ota_store::{BadRomField, RomBuild, StoreError};
+use std::sync::Arc;
 
 /// Words that may not be device codenames: the static segments the server
 /// routes under `/api/v1/` (they win over `/api/v1/{device}/{romtype}/…`,
@@ -70,6 +72,32 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/reports", get(publish::reports))
         .route("/rom/{hash}/{filename}", get(download_build))
+}
+
+/// A build list from the hot cache, or loaded by `load` and kept.
+pub(crate) async fn cached_list<F>(
+    state: &AppState,
+    key: String,
+    load: F,
+) -> Result<Arc<Vec<RomBuild>>, StoreError>
+where
+    F: std::future::Future<Output = Result<Vec<RomBuild>, StoreError>>,
+{
+    let (_, epoch) = state.cache.packages();
+    if let Some(list) = state.rom.get(epoch, &key) {
+        return Ok(list);
+    }
+    let list = Arc::new(load.await?);
+    state.rom.insert(epoch, key, list.clone());
+    Ok(list)
+}
+
+/// Drops hot answers after a local ROM write (moves the cache epoch; other
+/// servers see the catalogue generation move).
+pub(crate) fn written(state: &AppState, device: &str, channel: &str) {
+    state
+        .cache
+        .invalidate(&ota_store::rom_package(device), channel);
 }
 
 /// A refused field as a 400.

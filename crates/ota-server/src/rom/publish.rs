@@ -333,6 +333,9 @@ async fn store_full(state: &AppState, r: Received) -> Result<(bool, Value), ApiE
         RomPublish::UnknownTarget => return Err(ApiError::internal("publishing", "no target")),
     };
     let n = &b.build;
+    if created {
+        super::written(state, &n.device.codename, &n.channel);
+    }
     tracing::info!(
         device = n.device.codename,
         incremental = n.incremental,
@@ -403,6 +406,9 @@ async fn store_incremental(state: &AppState, r: Received) -> Result<(bool, Value
         }
     };
     let n = &i.incremental;
+    if created {
+        super::written(state, &n.device, &i.channel);
+    }
     tracing::info!(
         device = n.device,
         from = n.source_incremental,
@@ -474,6 +480,7 @@ pub async fn set_published(
     {
         return Err(ApiError::not_found(format!("no build {incremental} of {device}")).into());
     }
+    super::written(&state, &device, "");
     tracing::info!(
         device,
         incremental,
