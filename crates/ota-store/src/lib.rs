@@ -33,6 +33,7 @@ mod map_versions;
 mod migrate;
 mod private;
 mod rom;
+mod rom_fields;
 mod settings;
 mod strategies;
 pub mod testdb;
@@ -48,9 +49,12 @@ pub use jobs::{Job, JobState, NewJob};
 pub use map_versions::{MapAppend, MapVersion};
 pub use private::create_private_dir;
 pub use rom::{
+    rom_package, NewRomBuild, NewRomIncremental, RomBuild, RomDevice, RomIncremental, RomPublish,
+    INCREMENTAL_FORMAT, ROM_REPORTS_KEPT,
+};
+pub use rom_fields::{
     check_channel, check_codename, check_filename, check_incremental, check_rom_version,
-    rom_package, BadRomField, NewRomBuild, NewRomIncremental, RomBuild, RomDevice, RomIncremental,
-    RomPublish, INCREMENTAL_FORMAT, ROM_REPORTS_KEPT,
+    BadRomField,
 };
 pub use strategies::StoredStrategies;
 

@@ -1,5 +1,7 @@
-//! Hot ROM answers: the build lists of `POST /api` and the LineageOS GET,
-//! kept in memory so a fleet of phones polling does not reach the database.
+//! Hot ROM answers: the rendered bodies of `POST /api` and the LineageOS
+//! GET, kept in memory so a fleet of phones polling neither reaches the
+//! database nor re-renders JSON (the key includes the download base, so
+//! per-request bases stay apart).
 //!
 //! Entries are valid for one epoch of the server's [`VersionCache`]
 //! (`crate::cache`): its epoch moves whenever anything may have changed —
@@ -11,17 +13,17 @@
 //!
 //! [`VersionCache`]: crate::cache::VersionCache
 
-use ota_store::RomBuild;
+use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
-/// Most lists held at once.
+/// Most answers held at once.
 pub const MAX_ANSWERS: usize = 4096;
 
 #[derive(Default)]
 struct Inner {
     epoch: u64,
-    lists: HashMap<String, Arc<Vec<RomBuild>>>,
+    answers: HashMap<String, Bytes>,
 }
 
 /// The cache; one per server, shared behind an `Arc`.
@@ -31,34 +33,34 @@ pub struct RomCache {
 }
 
 impl RomCache {
-    /// The list under `key`, if it was loaded in `epoch`.
-    pub fn get(&self, epoch: u64, key: &str) -> Option<Arc<Vec<RomBuild>>> {
+    /// The answer under `key`, if it was loaded in `epoch`.
+    pub fn get(&self, epoch: u64, key: &str) -> Option<Bytes> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         if inner.epoch != epoch {
             return None;
         }
-        inner.lists.get(key).cloned()
+        inner.answers.get(key).cloned()
     }
 
-    /// Stores a list loaded in `epoch` (dropped if a later epoch was seen).
-    pub fn insert(&self, epoch: u64, key: String, list: Arc<Vec<RomBuild>>) {
+    /// Stores an answer loaded in `epoch` (dropped if a later epoch was seen).
+    pub fn insert(&self, epoch: u64, key: String, answer: Bytes) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if epoch < inner.epoch {
             return;
         }
-        if epoch > inner.epoch || inner.lists.len() >= MAX_ANSWERS {
-            inner.lists.clear();
+        if epoch > inner.epoch || inner.answers.len() >= MAX_ANSWERS {
+            inner.answers.clear();
             inner.epoch = epoch;
         }
-        inner.lists.insert(key, list);
+        inner.answers.insert(key, answer);
     }
 
-    /// Lists held now.
+    /// Answers held now.
     pub fn len(&self) -> usize {
         self.inner
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .lists
+            .answers
             .len()
     }
 
@@ -75,7 +77,7 @@ mod tests {
     #[test]
     fn epochs_and_bound() {
         let c = RomCache::default();
-        let list = Arc::new(Vec::new());
+        let list = Bytes::from_static(b"[]");
         c.insert(1, "a".into(), list.clone());
         assert!(c.get(1, "a").is_some());
         assert!(c.get(2, "a").is_none(), "a later epoch never sees it");

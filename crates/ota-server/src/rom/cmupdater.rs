@@ -163,16 +163,18 @@ pub async fn get_all_builds(
         state
             .catalogue
             .rom_builds_newer(&query.device, &query.channels, &query.source_incremental);
-    let builds = match super::cached_list(&state, key, load).await {
-        Ok(b) => b,
+    let base = state.download_base.for_request(&headers);
+    let render = |base: &str, builds: &[RomBuild]| {
+        let result: Vec<Value> = builds.iter().map(|b| build_item(base, b)).collect();
+        json!({"id": null, "result": result, "error": null})
+    };
+    match super::cached_answer(&state, &key, &base, load, render).await {
+        Ok(r) => r,
         Err(e) => {
             tracing::error!("listing ROM builds: {e}");
-            return rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "Database error.");
+            rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "Database error.")
         }
-    };
-    let base = state.download_base.for_request(&headers);
-    let result: Vec<Value> = builds.iter().map(|b| build_item(&base, b)).collect();
-    axum::Json(json!({"id": null, "result": result, "error": null})).into_response()
+    }
 }
 
 /// `POST /api/v1/build/get_delta`.

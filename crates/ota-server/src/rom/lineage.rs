@@ -16,7 +16,7 @@ use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use ota_store::{check_channel, check_codename, check_incremental, check_rom_version};
+use ota_store::{check_channel, check_codename, check_incremental, check_rom_version, RomBuild};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -45,27 +45,32 @@ pub async fn builds(
     }
     // The app lowercases `ro.lineage.releasetype`; so are stored romtypes.
     let romtype = romtype.to_ascii_lowercase();
-    let key = format!("lo\0{device}\0{romtype}\0{after:?}");
+    let key = format!("lo\0{device}\0{romtype}\0{after:?}\0{version:?}");
     let load = state.catalogue.rom_builds_of_type(&device, &romtype, after);
-    let builds = super::cached_list(&state, key, load).await?;
     let base = state.download_base.for_request(&headers);
-    let response: Vec<Value> = builds
-        .iter()
-        .filter(|b| version.is_none_or(|v| *v == b.build.version))
-        .map(|b| {
-            let n = &b.build;
-            json!({
-                "datetime": n.timestamp,
-                "filename": n.filename,
-                "id": n.sha256,
-                "romtype": n.romtype,
-                "size": n.size,
-                "url": download_url(&base, &n.sha256, &n.filename),
-                "version": n.version,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "response": response })).into_response())
+    let render = |base: &str, builds: &[RomBuild]| {
+        let response: Vec<Value> = builds
+            .iter()
+            .filter(|b| version.is_none_or(|v| *v == b.build.version))
+            .map(|b| build_item(base, b))
+            .collect();
+        json!({ "response": response })
+    };
+    Ok(super::cached_answer(&state, &key, &base, load, render).await?)
+}
+
+/// One item, with exactly the keys and types the app reads.
+fn build_item(base: &str, b: &RomBuild) -> Value {
+    let n = &b.build;
+    json!({
+        "datetime": n.timestamp,
+        "filename": n.filename,
+        "id": n.sha256,
+        "romtype": n.romtype,
+        "size": n.size,
+        "url": download_url(base, &n.sha256, &n.filename),
+        "version": n.version,
+    })
 }
 
 /// `GET /api/v1/types/<device>/`.

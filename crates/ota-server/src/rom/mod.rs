@@ -17,13 +17,15 @@ use crate::download;
 use crate::error::{ApiError, PlainError};
 use crate::state::AppState;
 use axum::extract::{Path, State};
+use axum::http::header;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
+use bytes::Bytes;
 use ota_core::Sha256Hex;
 use ota_store::{BadRomField, RomBuild, StoreError};
-use std::sync::Arc;
 
 /// Words that may not be device codenames: the static segments the server
 /// routes under `/api/v1/` (they win over `/api/v1/{device}/{romtype}/…`,
@@ -74,22 +76,30 @@ pub fn routes() -> Router<AppState> {
         .route("/rom/{hash}/{filename}", get(download_build))
 }
 
-/// A build list from the hot cache, or loaded by `load` and kept.
-pub(crate) async fn cached_list<F>(
+/// A JSON answer from the hot cache, or the builds `load` finds rendered
+/// by `render` with the download base `base`, and kept.
+pub(crate) async fn cached_answer<F>(
     state: &AppState,
-    key: String,
+    key: &str,
+    base: &str,
     load: F,
-) -> Result<Arc<Vec<RomBuild>>, StoreError>
+    render: impl FnOnce(&str, &[RomBuild]) -> serde_json::Value,
+) -> Result<Response, StoreError>
 where
     F: std::future::Future<Output = Result<Vec<RomBuild>, StoreError>>,
 {
+    let key = format!("{base}\0{key}");
     let (_, epoch) = state.cache.packages();
-    if let Some(list) = state.rom.get(epoch, &key) {
-        return Ok(list);
-    }
-    let list = Arc::new(load.await?);
-    state.rom.insert(epoch, key, list.clone());
-    Ok(list)
+    let body = match state.rom.get(epoch, &key) {
+        Some(body) => body,
+        None => {
+            let builds = load.await?;
+            let body = Bytes::from(render(base, &builds).to_string());
+            state.rom.insert(epoch, key, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Drops hot answers after a local ROM write (moves the cache epoch; other
