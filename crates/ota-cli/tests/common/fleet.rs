@@ -175,10 +175,12 @@ impl Fleet {
             if r["Destination"] == to {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{package} {from} -> {to} not offered: {r}"
-            );
+            if Instant::now() > deadline {
+                let jobs = text(&ota(&["jobs", "--server", &self.base, "--key", &self.key]));
+                let path = format!("/api/v1/packages/{package}/branches/main/deltas");
+                let map = self.get(&path).await;
+                panic!("{package} {from} -> {to} not offered: {r}\n{jobs}\n{map}");
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -67,3 +67,4 @@ pub fn text(out: &std::process::Output) -> String {
 }
 
 pub mod fleet;
+pub mod proxy;
