@@ -26,6 +26,11 @@ if ! bash -euo pipefail -c "$block" >"$out" 2>&1; then
   echo "README quick start failed" >&2
   exit 1
 fi
+if ! grep -qx 'hello from 1.4.2' "$out" || ! grep -q 'kiosk-7 .* success .* org.example.app 1.4.2' "$out"; then
+  cat "$out" >&2
+  echo "README quick start: the agent did not install 1.4.2 and report it" >&2
+  exit 1
+fi
 last=$(grep '^{' "$out" | tail -n 1)
 for want in '"package":"org.example.app"' '"version":"1.4.2"' '"branch":"stable"' \
             '"remote":"http://127.0.0.1:8080/otafiles/'; do
