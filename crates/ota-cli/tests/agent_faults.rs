@@ -276,6 +276,8 @@ fn set_config_version(config: &Path, package: &str, version: &str) {
 /// bundle); the agent is started and SIGKILLed at a random moment until
 /// one run completes both. After every kill, and after `ota agent
 /// recover`, the invariants are checked.
+// `try_wait` reaps the agent when it exits before the kill.
+#[allow(clippy::zombie_processes)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_leaves_old_or_new_and_resumes() {
     use rand::Rng;

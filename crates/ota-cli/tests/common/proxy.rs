@@ -22,6 +22,9 @@ pub enum Fault {
     StallAfter(usize),
 }
 
+/// (path, Range header) of the download requests seen.
+pub type Requests = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 #[derive(Clone)]
 pub struct Proxy {
     pub base: String,
@@ -30,7 +33,7 @@ pub struct Proxy {
     /// Bytes per second downstream (0: unlimited).
     pub rate: Arc<AtomicU64>,
     /// (path, Range header) of every download request.
-    pub downloads: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    pub downloads: Requests,
     /// Bumped by [`Proxy::cut_all`]: connections of an older epoch close.
     pub epoch: Arc<AtomicU64>,
 }
