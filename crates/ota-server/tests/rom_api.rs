@@ -284,6 +284,14 @@ async fn lineage_stock_client() {
     let r = s.get("/api/v1/types/flo/").await;
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"response": []}));
 
+    // The shared /api/v1/devices: without a key, the LineageOS device list.
+    let r = s.get("/api/v1/devices").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!([{"model": "hammerhead", "oem": "", "name": "hammerhead"}])
+    );
+
     // The server's own /api/v1/ routes still answer beside the LineageOS one.
     let r = s.get("/api/v1/packages").await;
     assert_eq!(r.status(), 200);
