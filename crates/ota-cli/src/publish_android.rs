@@ -96,6 +96,30 @@ fn form_json(form: &BuildForm) -> Value {
     Value::Object(m)
 }
 
+/// Asks the server about the key first: a server refusing the upload
+/// before reading it closes the connection while the package streams, and
+/// the client could see a reset instead of the reason.
+async fn check_key(client: &reqwest::Client, server: &str, key: &str, size: u64) -> Result<()> {
+    let url = format!("{server}/api/v1/auth");
+    let auth = crate::client::send_checked(client.get(&url).bearer_auth(key), &url)
+        .await
+        .context("checking the API key; nothing was sent")?;
+    let info: Value = auth
+        .json()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))?;
+    if let Some(limit) = info.get("max_upload").and_then(Value::as_u64) {
+        if size > limit {
+            bail!(
+                "the package is {} but the server accepts at most {}; nothing was sent",
+                ota_core::size::describe(size),
+                ota_core::size::describe(limit)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command.
 pub async fn run(settings: Settings, args: PublishAndroidArgs) -> Result<()> {
     let form = build_form(&args)?;
@@ -138,8 +162,10 @@ pub async fn run(settings: Settings, args: PublishAndroidArgs) -> Result<()> {
             reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
                 .file_name(file_name),
         );
+    let client = reqwest::Client::new();
+    check_key(&client, &server, &key, size).await?;
     let url = format!("{server}/api/v1/builds");
-    let response = reqwest::Client::new()
+    let response = client
         .post(&url)
         .bearer_auth(key)
         .multipart(multipart)

@@ -134,6 +134,22 @@ fn android_packages_published_and_applied_as_cmupdater_would() {
         ota(&a)
     };
 
+    // A wrong key: the server's reason, before the package is sent.
+    let o = ota(&[
+        "publish",
+        "android",
+        "--server",
+        &base,
+        "--key",
+        "ota_bad_key",
+        "--device",
+        "hammerhead",
+        "--channel",
+        "nightly",
+        s(&full1),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("401"), "{}", text(&o));
     // A flag that contradicts the package: refused before sending.
     let o = publish(&full1, &["--device", "flo"]);
     assert!(!o.status.success());
