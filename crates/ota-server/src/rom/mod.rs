@@ -141,3 +141,34 @@ async fn download_build(
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no ROM file with SHA-256 {hash}")).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RESERVED_CODENAMES;
+
+    /// Every static first segment the server routes under `/api/v1/` is a
+    /// reserved codename, so a route added later cannot shadow a device.
+    #[test]
+    fn every_api_v1_segment_is_reserved() {
+        let sources = [include_str!("../server.rs"), include_str!("mod.rs")];
+        let mut seen = 0;
+        for src in sources {
+            for (i, _) in src.match_indices("\"/api/v1/") {
+                let rest = &src[i + "\"/api/v1/".len()..];
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect();
+                if word.is_empty() {
+                    continue; // `{device}`: the LineageOS route itself
+                }
+                seen += 1;
+                assert!(
+                    RESERVED_CODENAMES.contains(&word.as_str()),
+                    "/api/v1/{word} is routed but {word:?} is not a reserved codename"
+                );
+            }
+        }
+        assert!(seen > 10, "found only {seen} routes: did server.rs move?");
+    }
+}
