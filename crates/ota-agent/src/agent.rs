@@ -171,6 +171,7 @@ impl Agent {
     }
 
     fn recover(&self, ctx: &Ctx) -> Result<()> {
+        crate::fsutil::remove_stale_temps(&ctx.config.path);
         let recovered = install::recover(&ctx.state, |name| {
             ctx.config
                 .package(name)

@@ -50,6 +50,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Removes the temporaries [`write_atomic`] leaves beside `path` when it is
+/// killed between creating and renaming one (best effort).
+pub fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A file's identity (device, inode): the same across renames.
 pub fn identity(path: &Path) -> io::Result<Option<(u64, u64)>> {
     match fs::symlink_metadata(path) {
@@ -203,6 +218,9 @@ mod tests {
             fs::metadata(&f).unwrap().permissions().mode() & 0o777,
             0o640
         );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        fs::write(d.path().join(".agent.json.tmp-999"), "half").unwrap();
+        remove_stale_temps(&f);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }
