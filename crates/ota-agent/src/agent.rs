@@ -304,7 +304,13 @@ impl Agent {
             }
             outcomes.push(o);
         }
-        reporter.heartbeat_if_due(&ctx.config);
+        if *self.cancel.borrow() {
+            return outcomes; // queued reports go out next time
+        }
+        if offers.is_empty() {
+            // Only a device with nothing to install is "up-to-date".
+            reporter.heartbeat_if_due(&ctx.config);
+        }
         reporter.flush(&server).await;
         outcomes
     }

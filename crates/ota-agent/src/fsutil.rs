@@ -57,7 +57,11 @@ pub fn remove_stale_temps(path: &Path) {
         return;
     };
     let prefix = format!(".{}.tmp-", name.to_string_lossy());
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         if e.file_name().to_string_lossy().starts_with(&prefix) {
             let _ = fs::remove_file(e.path());

@@ -297,9 +297,18 @@ async fn tampered_downloads_and_a_wrong_key_are_refused() {
     // Not on the delta map: a full download, which we corrupt on the server's disk.
     let sha = sha(&two);
     let blob = f.data.join("blobs").join(&sha[..2]).join(&sha);
-    let mut bad = std::fs::read(&blob).unwrap();
-    bad[100] ^= 0xff;
-    std::fs::write(&blob, &bad).unwrap();
+    // One byte changed in place: truncating a file the server may have
+    // mapped (its pack job reads it) would be a different test.
+    let poke = |byte: u8| {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut perm = std::fs::metadata(&blob).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+        std::fs::set_permissions(&blob, perm).unwrap();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&blob).unwrap();
+        f.seek(SeekFrom::Start(100)).unwrap();
+        f.write_all(&[byte]).unwrap();
+    };
+    poke(two[100] ^ 0xff);
     let config = agent_config(&f, &token, vec![entry("tool", "0.1", &local, &f.base)]);
     let state = f.path("state");
     let (ok, log) = f.agent_once(&config, &state);
@@ -311,7 +320,7 @@ async fn tampered_downloads_and_a_wrong_key_are_refused() {
     assert_eq!(d["last_result"], "failure", "{d}");
 
     // The server's answers signed with another key: refused before any download.
-    std::fs::write(&blob, &two).unwrap();
+    poke(two[100]);
     let other = f.path("other.pem");
     let st = std::process::Command::new("openssl")
         .args(["genpkey", "-algorithm", "ed25519", "-out"])

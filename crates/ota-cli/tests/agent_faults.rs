@@ -253,6 +253,72 @@ async fn server_stopping_mid_download_and_a_reboot_resume_from_the_offset() {
     assert_eq!(d["last_result"], "success", "{d}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_the_partial_download_and_the_next_run_continues() {
+    let (f, proxy) = proxied_fleet();
+    let token = f.add_device("d1");
+    let pkg = f.path("tool-1.bin");
+    let data = big_file(&pkg, 1);
+    f.publish("tool", "1.0", &pkg, json!({}));
+    let local = f.path("dev/tool");
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, b"old").unwrap();
+    let config = config_for(
+        &f,
+        &proxy,
+        &token,
+        vec![entry("tool", "0.1", &local, &proxy.base)],
+    );
+    let state = f.path("state");
+    proxy.rate.store(1_000_000, Ordering::Relaxed);
+    let log = f.path("term.log");
+    let mut agent = spawn_agent(&config, &state, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partials(&state).values().max().copied().unwrap_or(0) < 300_000 {
+        assert!(Instant::now() < deadline, "no download progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    assert!(Command::new("kill")
+        .arg("-TERM")
+        .arg(agent.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let status = agent.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "stopped promptly: {text}"
+    );
+    assert!(
+        text.contains("stopping after the step in progress"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&local).unwrap(), b"old");
+    let kept = *partials(&state).values().max().unwrap();
+    assert!(kept >= 300_000, "the partial download is kept");
+    proxy.rate.store(0, Ordering::Relaxed);
+    let log2 = f.path("term2.log");
+    assert!(spawn_agent(&config, &state, &log2)
+        .wait()
+        .unwrap()
+        .success());
+    let text2 = std::fs::read_to_string(&log2).unwrap();
+    assert_eq!(download_starts(&text2)[0].1, kept, "{text2}");
+    assert_eq!(std::fs::read(&local).unwrap(), data);
+    // An interrupted run is not a failure: nothing was reported but the success.
+    let d = f.get("/api/v1/devices/d1").await;
+    let results: Vec<_> = d["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].clone())
+        .collect();
+    assert_eq!(results, [json!("success")], "{d}");
+}
+
 fn kills_wanted() -> usize {
     std::env::var("OTA_AGENT_KILLS")
         .ok()
