@@ -296,7 +296,7 @@ impl Agent {
                 outcomes.push(o);
                 break;
             }
-            if o.result != Res::Success && o.result != Res::GaveUp {
+            if o.result != Res::Success {
                 failed.push(name.clone());
             }
             if o.result != Res::GaveUp {
@@ -410,6 +410,21 @@ impl Agent {
                 self.set_phase(ctx, &o.package, |s| s.phase = "idle".into());
                 return o;
             }
+            Failure::Network(msg) => {
+                o.result = Res::Failure;
+                tracing::warn!(
+                    package = o.package,
+                    "update to {} not finished: {msg}",
+                    o.to
+                );
+                self.set_phase(ctx, &o.package, |s| {
+                    s.phase = "idle".into();
+                    s.last_result = Some("failure".into());
+                    s.last_error = Some(msg.clone());
+                });
+                o.error = Some(msg);
+                return o;
+            }
             Failure::Before(msg) => {
                 o.result = Res::Failure;
                 o.error = Some(msg);
@@ -480,7 +495,10 @@ impl Agent {
         let (first, url, sha) = server
             .confirm(p, &ctx.config.client_type, route, target.version.as_str())
             .await
-            .map_err(|e| Failure::Before(e.to_string()))?;
+            .map_err(|e| match e {
+                crate::protocol::CheckError::Transient(m) => Failure::Network(m),
+                crate::protocol::CheckError::Refused(m) => Failure::Before(m),
+            })?;
         let _ = ctx.state.prune_downloads(&p.name, Some(&sha));
         let dl = Download {
             url: &url,
@@ -572,6 +590,9 @@ impl Agent {
                 Ok(f.path)
             }
             Err(FetchError::Interrupted) => Err(Failure::Interrupted),
+            Err(e @ (FetchError::Exhausted { .. } | FetchError::Refused { .. })) => {
+                Err(Failure::Network(e.to_string()))
+            }
             Err(e) => Err(Failure::Before(e.to_string())),
         }
     }
@@ -670,6 +691,9 @@ const NOT_APPLICABLE: &str = "delta not applicable: ";
 enum Failure {
     /// The agent is stopping.
     Interrupted,
+    /// The network or the server failed (reported, not counted against
+    /// the target: the next cycle goes on from the partial download).
+    Network(String),
     /// Before the switch: nothing changed.
     Before(String),
     /// After the switch: rolled back.

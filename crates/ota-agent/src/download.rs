@@ -373,6 +373,7 @@ async fn receive(
                     "the server sent the whole file (it changed, or ignores ranges)"
                 );
                 *have = 0;
+                record.synced = 0;
                 *hasher = Sha256::new();
                 file.set_len(0)
                     .map_err(|e| local("truncating the partial download", e))?;

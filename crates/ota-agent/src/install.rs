@@ -81,6 +81,12 @@ pub fn work_dir(local: &Path) -> PathBuf {
 }
 
 fn fresh_work(local: &Path) -> Result<PathBuf, StageError> {
+    if fs::symlink_metadata(local).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(StageError::Failed(format!(
+            "{} is a symlink: set `local` to the path it points to (the agent replaces what it names)",
+            local.display()
+        )));
+    }
     let work = work_dir(local);
     remove_any(&work).map_err(|e| failed(format!("clearing {}", work.display()), e))?;
     if let Some(parent) = local.parent() {
@@ -127,8 +133,17 @@ pub fn stage_full(download: &Path, local: &Path) -> Result<PathBuf, StageError> 
         fs::set_permissions(&new, fs::Permissions::from_mode(mode))
             .map_err(|e| failed("setting the file's mode", e))?;
     }
-    sync_parent(&new.join("x")).map_err(|e| failed("syncing the stage", e))?;
+    sync_stage(&new)?;
     Ok(new)
+}
+
+/// Makes every staged file durable before the switch: the unpacker does
+/// not sync each file, and a power cut after the commit must not leave a
+/// committed but empty file (one `syncfs` of the stage's file system).
+fn sync_stage(new: &Path) -> Result<(), StageError> {
+    let dir = new.parent().unwrap_or(new);
+    let f = fs::File::open(dir).map_err(|e| failed("opening the stage", e))?;
+    rustix::fs::syncfs(&f).map_err(|e| failed("syncing the stage", e))
 }
 
 /// Stages a delta: `local` is copied into the work directory and the
@@ -149,7 +164,10 @@ pub fn stage_delta(
         expect_to: Some(to.to_owned()),
     };
     match apply_bundle(bundle, &new, key, &opts) {
-        Ok(_) => Ok(new),
+        Ok(_) => {
+            sync_stage(&new)?;
+            Ok(new)
+        }
         Err(f) if !f.changed && f.left_at.is_none() && is_digest_mismatch(&f.error) => {
             Err(StageError::NotApplicable {
                 local: local.to_owned(),
@@ -222,9 +240,19 @@ pub fn roll_back(state: &StateDir, j: &Journal) -> std::io::Result<()> {
     remove_journal(state, j)
 }
 
-/// Removes the previous version and the journal after the commit.
+/// Removes the previous version and the journal after the commit. The
+/// config is the truth then: if `local` is gone (a crash between the two
+/// renames of a first install), the staged version is put there first;
+/// otherwise `local` is kept whatever its identity (a hook may have
+/// replaced the file).
 pub fn finish(state: &StateDir, j: &Journal) -> std::io::Result<()> {
-    settle(j, j.new_id.or(identity(&j.local)?))?;
+    let new = j.work.join("new");
+    if identity(&j.local)?.is_none() && identity(&new)? == j.new_id && j.new_id.is_some() {
+        fs::rename(&new, &j.local)?;
+        sync_parent(&j.local)?;
+    }
+    remove_any(&j.work)?;
+    sync_parent(&j.work)?;
     remove_journal(state, j)
 }
 
@@ -278,13 +306,23 @@ pub fn recover(
             }
         };
         if installed(&j.package).as_deref() == Some(j.to.as_str()) {
-            finish(state, &j)?;
+            if let Err(e) = finish(state, &j) {
+                tracing::error!(package = j.package, "finishing a committed install: {e}");
+                continue;
+            }
             out.push(Recovered::Committed {
                 package: j.package.clone(),
                 version: j.to.clone(),
             });
         } else {
-            roll_back(state, &j)?;
+            if let Err(e) = roll_back(state, &j) {
+                // Kept for the next start; the other packages go on.
+                tracing::error!(
+                    package = j.package,
+                    "rolling back an interrupted install: {e}"
+                );
+                continue;
+            }
             out.push(Recovered::RolledBack {
                 package: j.package.clone(),
                 version: j.from.clone(),
@@ -361,6 +399,20 @@ mod tests {
             assert!(!j.work.exists() && state.journals().unwrap().is_empty());
             assert!(recover(&state, |_| None).unwrap().is_empty());
         }
+    }
+
+    #[test]
+    fn a_symlinked_local_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("tool-1.4");
+        fs::write(&real, b"old").unwrap();
+        let local = d.path().join("tool");
+        std::os::unix::fs::symlink(&real, &local).unwrap();
+        let pkg = d.path().join("pkg");
+        fs::write(&pkg, b"new").unwrap();
+        let e = stage_full(&pkg, &local).unwrap_err().to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+        assert_eq!(fs::read(&real).unwrap(), b"old");
     }
 
     #[test]

@@ -174,8 +174,10 @@ pub fn set_item_string(
     value: &str,
 ) -> Result<String, EditError> {
     let top = members(text, 0..text.len())?;
+    // The last occurrence, as serde_json reads a repeated key.
     let (_, list_span) = top
         .iter()
+        .rev()
         .find(|(k, _)| k == list)
         .ok_or_else(|| EditError::Shape(format!("no {list:?} key")))?;
     let objects = items(text, list_span.clone())?;
@@ -247,6 +249,14 @@ mod tests {
         let out = set_item_string(CONFIG, "package", 2, "version", "3").unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["package"][2]["version"], "3");
+    }
+
+    #[test]
+    fn a_repeated_list_key_edits_the_one_serde_reads() {
+        let text = r#"{"package":[{"version":"1"}],"package":[{"version":"2"}]}"#;
+        let out = set_item_string(text, "package", 0, "version", "3").unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["package"][0]["version"], "3");
     }
 
     #[test]

@@ -17,6 +17,10 @@ use ota_core::Version;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// The longest a check, a content.json, a confirm's headers or a report may
+/// take in all (a server dripping a byte at a time is cut).
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A server answer could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -102,6 +106,7 @@ impl Server<'_> {
         let r = self
             .client
             .post(&url)
+            .timeout(REQUEST_DEADLINE)
             .json(&body)
             .send()
             .await
@@ -136,6 +141,18 @@ impl Server<'_> {
         {
             return Err(CheckError::Refused(format!(
                 "{url}: unexpected Action {action:?} / Strategy {strategy:?}"
+            )));
+        }
+        let order = dest.cmp_precedence(&p.version);
+        let sane = match action.as_str() {
+            "Update" => order.is_gt(),
+            _ => order.is_lt(),
+        };
+        if !sane {
+            return Err(CheckError::Refused(format!(
+                "{url}: {action} from {} to {} is not one (refused)",
+                p.version.as_str(),
+                dest.as_str()
             )));
         }
         if strategy == "Optional" && !take_optional {
@@ -190,6 +207,7 @@ impl Server<'_> {
         let r = self
             .client
             .get(url)
+            .timeout(REQUEST_DEADLINE)
             .send()
             .await
             .map_err(|e| transient(&format!("contacting {shown}"), e))?;
@@ -253,8 +271,8 @@ impl Server<'_> {
                     "{what}: the answer's signature does not verify with the pinned key ({e})"
                 ))
             }),
-            (_, None) if self.allow_unsigned => Ok(()),
-            (None, Some(_)) if self.allow_unsigned => Ok(()),
+            // With a key pinned, a missing signature is an attack, not a choice.
+            (None, _) if self.allow_unsigned => Ok(()),
             _ => Err(CheckError::Refused(format!(
                 "{what}: the answer is not signed (set \"allow_unsigned\": true to accept that)"
             ))),
@@ -330,6 +348,7 @@ impl Server<'_> {
         let r = self
             .client
             .post(&url)
+            .timeout(REQUEST_DEADLINE)
             .bearer_auth(token)
             .header("content-type", "application/json")
             .body(body.to_vec())

@@ -49,10 +49,9 @@ fn config_for(f: &Fleet, proxy: &Proxy, token: &str, packages: Vec<Value>) -> Pa
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_cuts_and_stalls_are_retried_and_resumed() {
-    let (f, proxy) = proxied_fleet();
-    let token = f.add_device("d1");
+/// A 5 MB single-file package `tool` 1.0 on the server, and a device whose
+/// `tool` is at 0.1 (a version the server never had: a full download).
+fn tool_device(f: &Fleet, proxy: &Proxy, token: &str) -> (Vec<u8>, PathBuf, PathBuf) {
     let pkg = f.path("tool-1.bin");
     let data = big_file(&pkg, 1);
     f.publish("tool", "1.0", &pkg, json!({}));
@@ -60,11 +59,19 @@ async fn errors_cuts_and_stalls_are_retried_and_resumed() {
     std::fs::create_dir_all(local.parent().unwrap()).unwrap();
     std::fs::write(&local, b"old").unwrap();
     let config = config_for(
-        &f,
-        &proxy,
-        &token,
+        f,
+        proxy,
+        token,
         vec![entry("tool", "0.1", &local, &proxy.base)],
     );
+    (data, local, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_cuts_and_stalls_are_retried_and_resumed() {
+    let (f, proxy) = proxied_fleet();
+    let token = f.add_device("d1");
+    let (data, local, config) = tool_device(&f, &proxy, &token);
     proxy.queue(&[
         Fault::Status(503),
         Fault::Status(500),
@@ -101,18 +108,7 @@ async fn errors_cuts_and_stalls_are_retried_and_resumed() {
 async fn attempts_are_bounded_then_reported_and_the_next_cycle_resumes() {
     let (f, proxy) = proxied_fleet();
     let token = f.add_device("d1");
-    let pkg = f.path("tool-1.bin");
-    let data = big_file(&pkg, 1);
-    f.publish("tool", "1.0", &pkg, json!({}));
-    let local = f.path("dev/tool");
-    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
-    std::fs::write(&local, b"old").unwrap();
-    let config = config_for(
-        &f,
-        &proxy,
-        &token,
-        vec![entry("tool", "0.1", &local, &proxy.base)],
-    );
+    let (data, local, config) = tool_device(&f, &proxy, &token);
     // 8 attempts (the default), each cut: the first moves 1 MB, the rest fail.
     proxy.queue(&[Fault::CutAfter(1_000_000)]);
     proxy.queue(&[Fault::Status(503); 7]);
@@ -190,18 +186,7 @@ fn spawn_agent(config: &Path, state: &Path, log: &Path) -> std::process::Child {
 async fn server_stopping_mid_download_and_a_reboot_resume_from_the_offset() {
     let (mut f, proxy) = proxied_fleet();
     let token = f.add_device("d1");
-    let pkg = f.path("tool-1.bin");
-    let data = big_file(&pkg, 1);
-    f.publish("tool", "1.0", &pkg, json!({}));
-    let local = f.path("dev/tool");
-    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
-    std::fs::write(&local, b"old").unwrap();
-    let config = config_for(
-        &f,
-        &proxy,
-        &token,
-        vec![entry("tool", "0.1", &local, &proxy.base)],
-    );
+    let (data, local, config) = tool_device(&f, &proxy, &token);
     let state = f.path("state");
     proxy.rate.store(1_000_000, Ordering::Relaxed);
     // The server stops while the agent downloads, and comes back.
@@ -257,18 +242,7 @@ async fn server_stopping_mid_download_and_a_reboot_resume_from_the_offset() {
 async fn sigterm_keeps_the_partial_download_and_the_next_run_continues() {
     let (f, proxy) = proxied_fleet();
     let token = f.add_device("d1");
-    let pkg = f.path("tool-1.bin");
-    let data = big_file(&pkg, 1);
-    f.publish("tool", "1.0", &pkg, json!({}));
-    let local = f.path("dev/tool");
-    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
-    std::fs::write(&local, b"old").unwrap();
-    let config = config_for(
-        &f,
-        &proxy,
-        &token,
-        vec![entry("tool", "0.1", &local, &proxy.base)],
-    );
+    let (data, local, config) = tool_device(&f, &proxy, &token);
     let state = f.path("state");
     proxy.rate.store(1_000_000, Ordering::Relaxed);
     let log = f.path("term.log");
