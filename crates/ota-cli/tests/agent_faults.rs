@@ -41,8 +41,7 @@ fn proxied_fleet() -> (Fleet, Proxy) {
     (f, proxy)
 }
 
-fn config_for(f: &Fleet, proxy: &Proxy, token: &str, packages: Vec<Value>) -> PathBuf {
-    let _ = proxy;
+fn config_for(f: &Fleet, token: &str, packages: Vec<Value>) -> PathBuf {
     f.config(
         "agent",
         json!({"device": "d1", "public_key": f.pem, "device_token": token, "package": packages}),
@@ -58,12 +57,7 @@ fn tool_device(f: &Fleet, proxy: &Proxy, token: &str) -> (Vec<u8>, PathBuf, Path
     let local = f.path("dev/tool");
     std::fs::create_dir_all(local.parent().unwrap()).unwrap();
     std::fs::write(&local, b"old").unwrap();
-    let config = config_for(
-        f,
-        proxy,
-        token,
-        vec![entry("tool", "0.1", &local, &proxy.base)],
-    );
+    let config = config_for(f, token, vec![entry("tool", "0.1", &local, &proxy.base)]);
     (data, local, config)
 }
 
@@ -333,7 +327,6 @@ async fn sigkill_at_random_moments_leaves_old_or_new_and_resumes() {
     f.publish("tool", "1", &tool_file, hooks.clone());
     let config = config_for(
         &f,
-        &proxy,
         &token,
         vec![
             entry("app", "1", &app_dir, &proxy.base),

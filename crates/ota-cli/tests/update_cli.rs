@@ -3,21 +3,11 @@
 //! the middle of a pack job finishes it after a restart.
 
 mod common;
+use common::fleet::cp;
 use common::*;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn cp(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    assert!(std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success());
-}
 
 /// A tree of real binaries; `bump` changes a few bytes of each and a file.
 fn tree(dir: &Path, bins: &[&str], bump: u8) {
