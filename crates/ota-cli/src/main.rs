@@ -11,6 +11,7 @@ mod devices;
 mod jobs;
 mod publish;
 mod publish_android;
+mod publish_target_files;
 mod strategy;
 mod update;
 
@@ -124,7 +125,13 @@ struct ServeArgs {
     /// Ed25519 private key (PEM) packs are signed with [default: DATA/signing-key.pem, created on first start]
     #[arg(long, env = "OTA_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
-    /// Pack jobs this server runs at once (0: it builds none) [default: 1]
+    /// Android release key (PKCS#8 DER or PEM) that ROM packages built from uploaded target-files are signed with [default: unsigned]
+    #[arg(long, env = "OTA_ANDROID_KEY", requires = "android_cert")]
+    android_key: Option<PathBuf>,
+    /// Certificate of --android-key (PEM or DER, like releasekey.x509.pem)
+    #[arg(long, env = "OTA_ANDROID_CERT", requires = "android_key")]
+    android_cert: Option<PathBuf>,
+    /// Jobs (packs, ROM builds from target-files) this server runs at once (0: it builds none) [default: 1]
     #[arg(long, env = "OTA_PACK_WORKERS")]
     pack_workers: Option<usize>,
     /// Memory the pack diffs running at once may use together [default: 2GiB]
@@ -276,6 +283,7 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
     let mut config = config;
     config.strategy_file = args.strategy;
     config.packs.signing_key = args.signing_key;
+    config.packs.android_key = args.android_key.zip(args.android_cert);
     if let Some(n) = args.pack_workers {
         config.packs.workers = n;
     }

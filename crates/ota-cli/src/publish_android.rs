@@ -1,6 +1,7 @@
 //! `ota publish android`: publish a full or incremental OTA package to the
 //! ROM server (`POST /api/v1/builds`), for CMUpdater and LineageOS Updater
-//! clients.
+//! clients; with `--target-files`, a build's target-files for the server to
+//! build from ([`crate::publish_target_files`]).
 //!
 //! What the package declares (device, incrementals, timestamp, API level,
 //! version) is read with `ota_android::package_info` and checked against
@@ -20,17 +21,17 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct PublishAndroidArgs {
     #[command(flatten)]
-    remote: RemoteArgs,
+    pub(crate) remote: RemoteArgs,
     /// Device codename (must be the package's `pre-device`)
     #[arg(long)]
-    device: String,
+    pub(crate) device: String,
     /// Channel: stable, RC, snapshot, nightly, or any other name
     #[arg(long)]
-    channel: String,
+    pub(crate) channel: String,
     /// Plain-text changelog for a full build (`=` lines frame a header,
     /// `*` lines are bold, as CMUpdater shows them)
     #[arg(long)]
-    changelog: Option<PathBuf>,
+    pub(crate) changelog: Option<PathBuf>,
     /// API level, for a package whose build.prop has no ro.build.version.sdk
     #[arg(long)]
     api_level: Option<i64>,
@@ -42,13 +43,26 @@ pub struct PublishAndroidArgs {
     romtype: Option<String>,
     /// Upload without offering it to clients yet
     #[arg(long)]
-    unpublished: bool,
+    pub(crate) unpublished: bool,
+    /// Upload a build's target-files zip instead of a package: the server's
+    /// jobs build its full package and incrementals from earlier builds
+    #[arg(long, conflicts_with_all = ["package", "api_level", "rom_version", "romtype"])]
+    pub(crate) target_files: Option<PathBuf>,
+    /// With --target-files: incrementals from this many earlier published
+    /// builds of the device and channel [default: 3]
+    #[arg(long, requires = "target_files", value_parser = clap::value_parser!(i64).range(0..=20))]
+    pub(crate) sources: Option<i64>,
+    /// With --target-files: wait until the server's jobs have built the
+    /// packages, and fail if one failed
+    #[arg(long, requires = "target_files")]
+    pub(crate) wait: bool,
     /// The OTA package (made by `ota android full|incremental` or releasetools)
-    package: PathBuf,
+    #[arg(required_unless_present = "target_files")]
+    package: Option<PathBuf>,
 }
 
 /// The `build` form part from the flags.
-fn build_form(args: &PublishAndroidArgs) -> Result<BuildForm> {
+pub(crate) fn build_form(args: &PublishAndroidArgs) -> Result<BuildForm> {
     let changelog = match &args.changelog {
         None => None,
         Some(path) => {
@@ -99,7 +113,12 @@ fn form_json(form: &BuildForm) -> Value {
 /// Asks the server about the key first: a server refusing the upload
 /// before reading it closes the connection while the package streams, and
 /// the client could see a reset instead of the reason.
-async fn check_key(client: &reqwest::Client, server: &str, key: &str, size: u64) -> Result<()> {
+pub(crate) async fn check_key(
+    client: &reqwest::Client,
+    server: &str,
+    key: &str,
+    size: u64,
+) -> Result<()> {
     let url = format!("{server}/api/v1/auth");
     let auth = crate::client::send_checked(client.get(&url).bearer_auth(key), &url)
         .await
@@ -120,53 +139,33 @@ async fn check_key(client: &reqwest::Client, server: &str, key: &str, size: u64)
     Ok(())
 }
 
-/// Runs the command.
-pub async fn run(settings: Settings, args: PublishAndroidArgs) -> Result<()> {
-    let form = build_form(&args)?;
-    let path = args.package.clone();
-    let info = tokio::task::spawn_blocking(move || PackageInfo::read(&path))
-        .await?
-        .with_context(|| format!("reading {}", args.package.display()))?;
-    reconcile(&form, &info).map_err(|e| anyhow::anyhow!("{}; nothing was sent", e.message))?;
-    if info.kind == PackageKind::Full && info.version.is_none() && form.version.is_none() {
-        bail!("the package names no ROM version; pass --rom-version");
-    }
-    let file_name = args
-        .package
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    ota_store::check_filename(&file_name).with_context(|| {
-        format!(
-            "{} cannot be published under its own name; rename it",
-            args.package.display()
-        )
-    })?;
-    let Remote { server, key } = args.remote.resolve(settings)?;
-    let size = std::fs::metadata(&args.package)
-        .with_context(|| format!("reading {}", args.package.display()))?
-        .len();
-    let file = tokio::fs::File::open(&args.package)
+/// Streams `path` as the `file` part beside the `build` part to `url`;
+/// returns the status and body of the answer.
+pub(crate) async fn upload(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    build: &Value,
+    path: &std::path::Path,
+    file_name: String,
+    size: u64,
+) -> Result<(reqwest::StatusCode, String)> {
+    let file = tokio::fs::File::open(path)
         .await
-        .with_context(|| format!("opening {}", args.package.display()))?;
+        .with_context(|| format!("opening {}", path.display()))?;
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
     let multipart = reqwest::multipart::Form::new()
         .part(
             "build",
-            reqwest::multipart::Part::text(form_json(&form).to_string())
-                .mime_str("application/json")?,
+            reqwest::multipart::Part::text(build.to_string()).mime_str("application/json")?,
         )
         .part(
             "file",
             reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
                 .file_name(file_name),
         );
-    let client = reqwest::Client::new();
-    check_key(&client, &server, &key, size).await?;
-    let url = format!("{server}/api/v1/builds");
     let response = client
-        .post(&url)
+        .post(url)
         .bearer_auth(key)
         .multipart(multipart)
         .send()
@@ -174,6 +173,51 @@ pub async fn run(settings: Settings, args: PublishAndroidArgs) -> Result<()> {
         .with_context(|| format!("uploading to {url}"))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Runs the command.
+pub async fn run(settings: Settings, args: PublishAndroidArgs) -> Result<()> {
+    let Some(package) = args.package.clone() else {
+        return crate::publish_target_files::run(settings, args).await;
+    };
+    let form = build_form(&args)?;
+    let path = package.clone();
+    let info = tokio::task::spawn_blocking(move || PackageInfo::read(&path))
+        .await?
+        .with_context(|| format!("reading {}", package.display()))?;
+    reconcile(&form, &info).map_err(|e| anyhow::anyhow!("{}; nothing was sent", e.message))?;
+    if info.kind == PackageKind::Full && info.version.is_none() && form.version.is_none() {
+        bail!("the package names no ROM version; pass --rom-version");
+    }
+    let file_name = package
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    ota_store::check_filename(&file_name).with_context(|| {
+        format!(
+            "{} cannot be published under its own name; rename it",
+            package.display()
+        )
+    })?;
+    let Remote { server, key } = args.remote.resolve(settings)?;
+    let size = std::fs::metadata(&package)
+        .with_context(|| format!("reading {}", package.display()))?
+        .len();
+    let client = reqwest::Client::new();
+    check_key(&client, &server, &key, size).await?;
+    let url = format!("{server}/api/v1/builds");
+    let (status, body) = upload(
+        &client,
+        &url,
+        &key,
+        &form_json(&form),
+        &package,
+        file_name,
+        size,
+    )
+    .await?;
     if !status.is_success() {
         bail!("the server refused the package ({status}): {}", body.trim());
     }

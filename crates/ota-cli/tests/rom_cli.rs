@@ -258,3 +258,252 @@ fn android_packages_published_and_applied_as_cmupdater_would() {
         ok(&["digest", s(&fresh.join("system"))])
     );
 }
+
+/// Makes a self-signed RSA key and certificate with openssl.
+fn release_key(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (key, cert) = (d.join("release.pem"), d.join("release.x509.pem"));
+    let o = tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=release",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    (key, cert)
+}
+
+/// Target-files uploaded once: the server's jobs build and sign the full
+/// packages and the incrementals from the last K builds, which CMUpdater
+/// then offers, and which install on a device tree.
+#[test]
+fn target_files_built_into_signed_packages_by_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tf: Vec<_> = (1..=3)
+        .map(|v| {
+            let p = d.join(format!("tf{v}.zip"));
+            Spec::sample(v).unwrap().write_zip(&p).unwrap();
+            p
+        })
+        .collect();
+    let (key, cert) = release_key(d);
+    let data = d.join("data");
+    let server = serve_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            s(&data),
+            "--android-key",
+            s(&key),
+            "--android-cert",
+            s(&cert),
+        ],
+        &[],
+        Stdio::null(),
+    );
+    let api_key = ok(&[
+        "keys",
+        "create",
+        "builder",
+        "--scope",
+        "publish:rom.*",
+        "--data",
+        s(&data),
+    ]);
+    let api_key = api_key.lines().next().unwrap().trim().to_owned();
+    let base = server.base.clone();
+    let publish = |file: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "publish",
+            "android",
+            "--server",
+            &base,
+            "--key",
+            &api_key,
+            "--device",
+            "hammerhead",
+            "--channel",
+            "nightly",
+            "--wait",
+        ];
+        a.extend(extra);
+        a.extend(["--target-files", s(file)]);
+        ota(&a)
+    };
+
+    // Refused before anything is sent: a contradicting flag, a file that
+    // is not target-files.
+    let mut a = vec!["publish", "android", "--server", &base, "--key", &api_key];
+    a.extend([
+        "--device",
+        "flo",
+        "--channel",
+        "nightly",
+        "--target-files",
+        s(&tf[0]),
+    ]);
+    let o = ota(&a);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("contradicts"), "{}", text(&o));
+    let junk = d.join("junk.zip");
+    std::fs::write(&junk, b"PK\x05\x06not a zip at all").unwrap();
+    let o = publish(&junk, &[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a target-files zip"), "{}", text(&o));
+
+    // The server checks too: a zip without META/misc_info.txt sent by hand.
+    let plain = d.join("plain.zip");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&plain).unwrap());
+        z.start_file(
+            "SYSTEM/build.prop",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut z, b"ro.product.device=hammerhead\n").unwrap();
+        z.finish().unwrap();
+    }
+    let o = tool(
+        "curl",
+        &[
+            "-sS",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Authorization: Bearer {api_key}"),
+            "-F",
+            "build={\"device\":\"hammerhead\",\"channel\":\"nightly\"};type=application/json",
+            "-F",
+            &format!("file=@{}", s(&plain)),
+            &format!("{base}/api/v1/builds/target-files"),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.ends_with("400") && out.contains("META/misc_info.txt"),
+        "{out}"
+    );
+
+    // Build 1: its full package only. Build 2: full + from 1. Build 3 with
+    // one source: full + from 2 only.
+    for (file, extra) in [
+        (&tf[0], vec![]),
+        (&tf[1], vec![]),
+        (&tf[2], vec!["--sources", "1"]),
+    ] {
+        let o = publish(file, &extra);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    // The same upload again is a no-op.
+    let o = publish(&tf[1], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("\"created\":false"), "{}", text(&o));
+
+    let builds = cm_post(
+        &format!("{base}/api"),
+        r#"{"method":"get_all_builds","params":{"device":"hammerhead","channels":["nightly"],"source_incremental":"eng.1001"}}"#,
+    );
+    let result: Vec<&str> = builds["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["incremental"].as_str().unwrap())
+        .collect();
+    assert_eq!(result, ["eng.1003", "eng.1002"], "{builds}");
+    let delta = |from: &str, to: &str| {
+        cm_post(
+            &format!("{base}/api/v1/build/get_delta"),
+            &format!(r#"{{"source_incremental":"{from}","target_incremental":"{to}"}}"#),
+        )
+    };
+    assert!(delta("eng.1001", "eng.1002")["download_url"].is_string());
+    assert!(delta("eng.1002", "eng.1003")["download_url"].is_string());
+    assert!(
+        delta("eng.1001", "eng.1003")["errors"].is_array(),
+        "--sources 1 builds no incremental from two builds back"
+    );
+
+    // Downloaded, verified against the release certificate, installed.
+    let fetch = |url: &str, name: &str| {
+        let p = d.join(name);
+        let o = tool("curl", &["-sS", "-f", "-o", s(&p), url]);
+        assert!(o.status.success(), "{}", text(&o));
+        p
+    };
+    let all = cm_post(
+        &format!("{base}/api"),
+        r#"{"method":"get_all_builds","params":{"device":"hammerhead","channels":["nightly"],"source_incremental":"none"}}"#,
+    );
+    let first = all["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["incremental"] == "eng.1001")
+        .unwrap();
+    let full1 = fetch(first["url"].as_str().unwrap(), "full1.zip");
+    let inc12 = fetch(
+        delta("eng.1001", "eng.1002")["download_url"]
+            .as_str()
+            .unwrap(),
+        "inc12.zip",
+    );
+    let inc23 = fetch(
+        delta("eng.1002", "eng.1003")["download_url"]
+            .as_str()
+            .unwrap(),
+        "inc23.zip",
+    );
+    let root = d.join("device");
+    let props = d.join("props");
+    std::fs::write(&props, "ro.product.device=hammerhead\n").unwrap();
+    ok(&[
+        "android",
+        "apply",
+        "--props",
+        s(&props),
+        "--cert",
+        s(&cert),
+        s(&full1),
+        s(&root),
+    ]);
+    for p in [&inc12, &inc23] {
+        ok(&["android", "apply", "--cert", s(&cert), s(p), s(&root)]);
+    }
+    let bp = std::fs::read_to_string(root.join("system/build.prop")).unwrap();
+    assert!(bp.contains("ro.build.version.incremental=eng.1003"), "{bp}");
+    // The release key signed them: openssl verifies the signature block.
+    let (_, der) = ota_android::sign::signature_block(&inc23).unwrap();
+    let sig = d.join("sig.der");
+    std::fs::write(&sig, der).unwrap();
+    let o = tool(
+        "openssl",
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            s(&sig),
+            "-print_certs",
+            "-noout",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("release"),
+        "{}",
+        text(&o)
+    );
+}

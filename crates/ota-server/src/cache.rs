@@ -193,6 +193,8 @@ struct Inner {
 pub struct VersionCache {
     inner: RwLock<Inner>,
     clock: AtomicU64,
+    lookup_hits: AtomicU64,
+    lookup_misses: AtomicU64,
 }
 
 impl Default for VersionCache {
@@ -212,6 +214,8 @@ impl VersionCache {
                 packages: None,
             }),
             clock: AtomicU64::new(1),
+            lookup_hits: AtomicU64::new(0),
+            lookup_misses: AtomicU64::new(0),
         }
     }
 
@@ -230,7 +234,21 @@ impl VersionCache {
             .hits
             .get(package, branch, now)
             .or_else(|| inner.misses.get(package, branch, now));
+        let counter = if view.is_some() {
+            &self.lookup_hits
+        } else {
+            &self.lookup_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         (view, inner.epoch)
+    }
+
+    /// Lookups answered from the cache, and lookups that missed, so far.
+    pub fn lookups(&self) -> (u64, u64) {
+        (
+            self.lookup_hits.load(Ordering::Relaxed),
+            self.lookup_misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Stores a view loaded when the epoch was `epoch`, unless invalidated since.

@@ -5,8 +5,8 @@
 //!
 //! Hot answers (`/maxVersion`, `/getVersion`) come from [`cache::VersionCache`],
 //! filled from the catalogue on a miss and dropped when a version is published
-//! or deleted, here or (through the catalogue generation) by another server
-//! sharing the database.
+//! or deleted, here or by another server sharing the database (announced by
+//! PostgreSQL notifications, [`sync`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
@@ -27,7 +27,9 @@ mod connections;
 pub mod devices;
 pub mod download;
 pub mod error;
+pub mod health;
 pub mod legacy;
+pub mod metrics;
 pub mod multipart;
 pub mod packs;
 pub mod render;
@@ -35,6 +37,7 @@ pub mod rom;
 mod server;
 pub mod state;
 pub mod strategies;
+pub mod sync;
 pub mod upload;
 pub mod watch;
 

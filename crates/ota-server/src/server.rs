@@ -35,7 +35,9 @@ pub struct ServerConfig {
     /// Build download links from each request's `Host` / `X-Forwarded-*`
     /// headers when no public URL is set (only behind a proxy that sets them).
     pub url_from_request: bool,
-    /// How often to check whether another server changed the catalogue.
+    /// How often to check whether another server changed the catalogue
+    /// (on PostgreSQL, notifications tell at once and this is a safety net
+    /// of at least [`crate::sync::SAFETY_POLL`]).
     pub generation_poll: Duration,
     /// Connection cap and timeouts.
     pub limits: ConnectionLimits,
@@ -85,6 +87,7 @@ pub struct Server {
     watch: Option<(PathBuf, Duration)>,
     state: AppState,
     poll: Duration,
+    database_url: String,
     limits: ConnectionLimits,
     _lock: DataDirLock,
 }
@@ -148,6 +151,7 @@ impl Server {
             bundles: Arc::new(bundles),
             rules: Arc::new(RulesCache::default()),
             rom: Arc::new(crate::rom::cache::RomCache::default()),
+            metrics: Arc::new(crate::metrics::Metrics::new(addr.to_string())),
         };
         let queued = state.packs.reconcile(&state.catalogue).await?;
         if queued > 0 {
@@ -168,6 +172,7 @@ impl Server {
             watch: config.watch.clone().map(|w| (w, config.watch_interval)),
             state,
             poll: config.generation_poll,
+            database_url: config.database_url(),
             limits: config.limits,
             _lock: lock,
         })
@@ -230,8 +235,14 @@ impl Server {
                 get(devices::show).delete(devices::remove),
             )
             .route("/api/v1/devices/{device}/report", post(devices::report))
-            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/healthz", get(crate::health::healthz))
+            .route("/readyz", get(crate::health::readyz))
+            .route("/metrics", get(crate::metrics::serve))
             .merge(crate::rom::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                state.metrics.clone(),
+                crate::metrics::track,
+            ))
             .with_state(state);
         if per_request {
             // Answers differ by Host: caches in front must not share them.
@@ -263,7 +274,22 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
-        let poller = tokio::spawn(poll_generation(state.clone(), self.poll));
+        let mut background = Vec::new();
+        if state.catalogue.is_postgres() {
+            background.push(tokio::spawn(crate::sync::listen(
+                state.clone(),
+                self.database_url.clone(),
+            )));
+        }
+        let poll = if state.catalogue.is_postgres() {
+            self.poll.max(crate::sync::SAFETY_POLL)
+        } else {
+            self.poll
+        };
+        background.push(tokio::spawn(crate::sync::poll_generation(
+            state.clone(),
+            poll,
+        )));
         let mut workers = crate::packs::runner::spawn(&state, &state.packs);
         if let Some((dir, every)) = self.watch.clone() {
             tracing::info!("publishing new versions found under {}", dir.display());
@@ -279,33 +305,15 @@ impl Server {
         }
         connections::raise_file_limit(self.limits.max_connections);
         connections::serve(self.listener, app, self.limits, shutdown).await;
-        poller.abort();
+        for task in background {
+            task.abort();
+        }
         // A job cut here is taken over when its lease runs out.
         for w in workers {
             w.abort();
         }
         state.catalogue.close().await;
         Ok(())
-    }
-}
-
-/// Drops cached answers when another server sharing the database writes.
-async fn poll_generation(state: AppState, every: Duration) {
-    let mut last = state.catalogue.generation().await.ok();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match state.catalogue.generation().await {
-            Ok(g) if Some(g) != last => {
-                state.cache.clear();
-                state.packs.maps.clear();
-                state.rules.clear();
-                last = Some(g);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("checking the catalogue generation: {e}"),
-        }
     }
 }
 

@@ -37,6 +37,8 @@ pub struct AppState {
     pub rules: Arc<crate::bundle_protocol::RulesCache>,
     /// Hot ROM build lists (valid for one epoch of `cache`).
     pub rom: Arc<crate::rom::cache::RomCache>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -413,12 +413,14 @@ impl Catalogue {
         Ok(entry)
     }
 
-    /// How many rows (versions, deltas, ROM builds) reference a blob.
+    /// How many rows (versions, deltas, ROM builds and target-files) reference
+    /// a blob.
     pub async fn references(&self, sha256: &str) -> Result<u64, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM ota WHERE sha256 = $1)
                   + (SELECT COUNT(*) FROM deltas WHERE sha256 = $1)
-                  + (SELECT COUNT(*) FROM rom_builds WHERE sha256 = $1) AS n",
+                  + (SELECT COUNT(*) FROM rom_builds WHERE sha256 = $1)
+                  + (SELECT COUNT(*) FROM rom_target_files WHERE sha256 = $1) AS n",
         )
         .bind(sha256)
         .fetch_one(&self.pool)
@@ -430,11 +432,12 @@ impl Catalogue {
         Ok(n.max(0) as u64)
     }
 
-    /// Every blob hash some row (version, delta, ROM build) references.
+    /// Every blob hash some row (version, delta, ROM build, target-files)
+    /// references.
     pub async fn all_hashes(&self) -> Result<HashSet<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT sha256 FROM ota UNION SELECT sha256 FROM deltas
-             UNION SELECT sha256 FROM rom_builds",
+             UNION SELECT sha256 FROM rom_builds UNION SELECT sha256 FROM rom_target_files",
         )
         .fetch_all(&self.pool)
         .await
@@ -445,6 +448,22 @@ impl Catalogue {
                     .map_err(|e| StoreError::db("decoding a hash", e))
             })
             .collect()
+    }
+
+    /// Whether the catalogue is on PostgreSQL (where servers can share it,
+    /// and writes are announced on the `ota_catalogue` and `ota_jobs`
+    /// notification channels).
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Answers a trivial query: the database is reachable.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("pinging the database", e))?;
+        Ok(())
     }
 
     /// A counter bumped by every write; servers sharing the database poll it

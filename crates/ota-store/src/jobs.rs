@@ -245,6 +245,28 @@ impl Catalogue {
         Ok(res.rows_affected() == 1)
     }
 
+    /// Queues again the job with `job`'s key if it ended (failed, or done
+    /// while what it made was removed since). Returns how many were queued.
+    pub async fn requeue_ended_job(&self, job: &NewJob) -> Result<u64, StoreError> {
+        let t = now();
+        let res = sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_after = $1, attempts = 0, error = NULL,
+                             claimed_by = NULL, updated_at = $1
+             WHERE kind = $2 AND package = $3 AND branch = $4 AND from_version = $5
+               AND to_version = $6 AND state IN ('failed', 'done')",
+        )
+        .bind(t)
+        .bind(&job.kind)
+        .bind(&job.package)
+        .bind(&job.branch)
+        .bind(&job.from_version)
+        .bind(&job.to_version)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("queuing a job again", e))?;
+        Ok(res.rows_affected())
+    }
+
     /// Queues a failed job again; false unless it had failed.
     pub async fn retry_job(&self, id: i64) -> Result<bool, StoreError> {
         let t = now();
@@ -258,6 +280,26 @@ impl Catalogue {
         .await
         .map_err(|e| StoreError::db("retrying a job", e))?;
         Ok(res.rows_affected() == 1)
+    }
+
+    /// How many jobs there are of each kind in each state.
+    pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state ORDER BY kind, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("counting jobs", e))?;
+        let get = |e| StoreError::db("decoding job counts", e);
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("kind").map_err(get)?,
+                    r.try_get("state").map_err(get)?,
+                    r.try_get("n").map_err(get)?,
+                ))
+            })
+            .collect()
     }
 
     /// Jobs, newest first, optionally in one state.

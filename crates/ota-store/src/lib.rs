@@ -34,6 +34,7 @@ mod migrate;
 mod private;
 mod rom;
 mod rom_fields;
+mod rom_target_files;
 mod settings;
 mod strategies;
 pub mod testdb;
@@ -56,6 +57,7 @@ pub use rom_fields::{
     check_channel, check_codename, check_filename, check_incremental, check_rom_version,
     BadRomField,
 };
+pub use rom_target_files::{NewRomTargetFiles, RomTargetFiles};
 pub use strategies::StoredStrategies;
 
 /// Removes what a crash can leave behind: temporary upload files, and blobs

@@ -351,6 +351,63 @@ Migration {
             fcontent TEXT NOT NULL,
             created_at BIGINT NOT NULL)",
     ],
+},
+// Target-files of ROM builds uploaded for the server to build from: the
+// build's full package and its incrementals from earlier builds are made
+// by jobs, so a build uploaded once can be a source for later ones. On
+// PostgreSQL, notifications of catalogue writes and ready jobs.
+Migration {
+    version: 8,
+    sqlite: &[
+        "CREATE TABLE rom_target_files (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            incremental TEXT NOT NULL,
+            build_timestamp INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            changelog TEXT NOT NULL,
+            published INTEGER NOT NULL,
+            sources INTEGER NOT NULL,
+            uploaded_by TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            UNIQUE (device, incremental))",
+        "CREATE INDEX rom_target_files_sha256 ON rom_target_files (sha256)",
+    ],
+    postgres: &[
+        "CREATE TABLE rom_target_files (
+            id BIGSERIAL PRIMARY KEY,
+            device TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            incremental TEXT NOT NULL,
+            build_timestamp BIGINT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            changelog TEXT NOT NULL,
+            published INTEGER NOT NULL,
+            sources BIGINT NOT NULL,
+            uploaded_by TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            UNIQUE (device, incremental))",
+        "CREATE INDEX rom_target_files_sha256 ON rom_target_files (sha256)",
+        // Servers sharing the database LISTEN: a write to the catalogue, or
+        // a job becoming ready, reaches every one of them at its commit.
+        "CREATE OR REPLACE FUNCTION ota_notify_generation() RETURNS trigger AS $$
+         BEGIN
+             PERFORM pg_notify('ota_catalogue', NEW.generation::text);
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER catalogue_generation_notify AFTER UPDATE ON catalogue_generation
+         FOR EACH ROW EXECUTE FUNCTION ota_notify_generation()",
+        "CREATE OR REPLACE FUNCTION ota_notify_job() RETURNS trigger AS $$
+         BEGIN
+             PERFORM pg_notify('ota_jobs', NEW.kind);
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF state ON jobs
+         FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION ota_notify_job()",
+    ],
 }];
 
 /// Brings the schema up to date (or up to `upto`, for migration tests).

@@ -391,3 +391,83 @@ both_backends!(reports_and_hostile_text, |url: String, _dir| async move {
         1
     );
 });
+
+fn target_files(
+    device: &str,
+    channel: &str,
+    inc: &str,
+    ts: i64,
+    sha: u8,
+) -> ota_store::NewRomTargetFiles {
+    ota_store::NewRomTargetFiles {
+        device: device.into(),
+        channel: channel.into(),
+        incremental: inc.into(),
+        timestamp: ts,
+        sha256: hash(sha),
+        size: 5000,
+        changelog: "* <b>bold</b>'; DROP TABLE rom_builds; --\n".into(),
+        published: true,
+        sources: 2,
+        uploaded_by: "builder".into(),
+    }
+}
+
+both_backends!(
+    target_files_and_their_sources,
+    |url: String, _dir| async move {
+        let cat = Catalogue::open(&url).await.unwrap();
+        let t1 = target_files("bacon", "nightly", "1", 100, 0x71);
+        match cat.add_rom_target_files(&t1).await.unwrap() {
+            RomPublish::Inserted(s) => assert_eq!(s.new, t1, "stored as given, text verbatim"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            cat.add_rom_target_files(&t1).await.unwrap(),
+            RomPublish::Identical(_)
+        ));
+        let other_file = ota_store::NewRomTargetFiles {
+            sha256: hash(0x72),
+            ..t1.clone()
+        };
+        assert!(matches!(
+            cat.add_rom_target_files(&other_file).await.unwrap(),
+            RomPublish::Conflict(m) if m.contains("already stored")
+        ));
+        assert!(cat.all_hashes().await.unwrap().contains(&hash(0x71)));
+        assert_eq!(cat.references(&hash(0x71)).await.unwrap(), 1);
+
+        // Sources: target-files whose full build is published on the channel,
+        // older than the new build, newest first, at most `limit`.
+        for (inc, ts, sha, channel, published) in [
+            ("2", 200, 0x73, "nightly", true),
+            ("3", 300, 0x74, "nightly", false),
+            ("4", 400, 0x75, "stable", true),
+            ("5", 500, 0x76, "nightly", true),
+        ] {
+            cat.add_rom_target_files(&target_files("bacon", channel, inc, ts, sha))
+                .await
+                .unwrap();
+            let mut b = build("bacon", channel, inc, ts, sha + 0x20);
+            b.published = published;
+            inserted(&cat, &b).await;
+        }
+        // Build 1 has target-files but no full build yet: not a source.
+        let sources = |before, limit| {
+            let cat = cat.clone();
+            async move {
+                cat.rom_target_files_sources("bacon", "nightly", before, limit)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|t| t.new.incremental)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(sources(600, 3).await, ["5", "2"]);
+        assert_eq!(sources(600, 1).await, ["5"]);
+        assert_eq!(sources(500, 3).await, ["2"]);
+        assert!(sources(600, 0).await.is_empty());
+        assert!(cat.rom_target_files("bacon", "9").await.unwrap().is_none());
+    }
+);

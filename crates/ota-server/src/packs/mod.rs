@@ -46,6 +46,9 @@ pub struct PackConfig {
     pub signing_key: Option<PathBuf>,
     /// How often idle workers look for jobs other servers queued.
     pub poll: Duration,
+    /// Android release key and certificate (PEM or DER) that ROM packages
+    /// built from target-files are signed with; unsigned without.
+    pub android_key: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for PackConfig {
@@ -59,6 +62,7 @@ impl Default for PackConfig {
             level: 19,
             signing_key: None,
             poll: Duration::from_secs(2),
+            android_key: None,
         }
     }
 }
@@ -99,6 +103,11 @@ impl Packs {
         catalogue: &Catalogue,
     ) -> anyhow::Result<Arc<Self>> {
         let key = signing_key::load(config.signing_key.as_deref(), data_dir, catalogue).await?;
+        if let Some((k, c)) = &config.android_key {
+            // A bad key is refused at start, not at the first build.
+            ota_android::sign::Signer::load(k, c)
+                .map_err(|e| anyhow::anyhow!("the Android release key {}: {e}", k.display()))?;
+        }
         let work_dir = data_dir.join("pack-work");
         // What a killed job left is useless: its job is redone.
         if work_dir.exists() {

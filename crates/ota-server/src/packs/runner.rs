@@ -1,4 +1,5 @@
-//! Workers that claim pack jobs and build them.
+//! Workers that claim jobs and run them: pack jobs here, ROM build jobs in
+//! [`crate::rom::build_jobs`].
 //!
 //! A worker claims the oldest ready job with a lease, renews the lease
 //! while it works, and records the two packs (blobs first, then rows) only
@@ -19,7 +20,7 @@ use std::time::Duration;
 /// An error retrying cannot fix.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct Permanent(String);
+pub(crate) struct Permanent(pub(crate) String);
 
 /// Starts the configured number of workers; they stop with the runtime.
 pub fn spawn(state: &AppState, packs: &Arc<Packs>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -48,7 +49,11 @@ async fn work(state: AppState, packs: Arc<Packs>, worker: String) {
             }
         };
         match job {
-            Some(job) if job.job.kind == JOB_KIND => run(&state, &packs, &worker, job).await,
+            Some(job)
+                if job.job.kind == JOB_KIND || crate::rom::build_jobs::handles(&job.job.kind) =>
+            {
+                run(&state, &packs, &worker, job).await
+            }
             Some(job) => {
                 let _ = state
                     .catalogue
@@ -89,7 +94,11 @@ async fn run(state: &AppState, packs: &Arc<Packs>, worker: &str, job: Job) {
             }
         })
     };
-    let result = build_job(state, packs, &job).await;
+    let result = if j.kind == JOB_KIND {
+        build_job(state, packs, &job).await
+    } else {
+        crate::rom::build_jobs::run(state, packs, &job).await
+    };
     beat.abort();
     let catalogue = &state.catalogue;
     match result {

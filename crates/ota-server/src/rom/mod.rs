@@ -8,10 +8,12 @@
 //! name>`, served by [`download::serve_file`] with ranges (a client resumes
 //! with `Range: bytes=N-` and gets 206).
 
+pub mod build_jobs;
 pub mod cache;
 pub mod cmupdater;
 pub mod lineage;
 pub mod publish;
+pub mod target_files;
 
 use crate::download;
 use crate::error::{ApiError, PlainError};
@@ -68,6 +70,7 @@ pub fn routes() -> Router<AppState> {
             get(lineage::builds),
         )
         .route("/api/v1/builds", post(publish::publish))
+        .route("/api/v1/builds/target-files", post(target_files::publish))
         .route(
             "/api/v1/builds/{device}/{incremental}/published",
             put(publish::set_published),

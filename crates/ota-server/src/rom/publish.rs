@@ -124,7 +124,7 @@ fn accept_build(bytes: &[u8], key: &KeyAuth, state: &AppState) -> Result<BuildFo
 }
 
 /// What the package says, and its MD5.
-async fn inspect(file: &mut BlobWriter) -> Result<(PackageInfo, String), ApiError> {
+pub(crate) async fn inspect(file: &mut BlobWriter) -> Result<(PackageInfo, String), ApiError> {
     let mut reader = file
         .reopen()
         .map_err(|e| io_error("reading an upload back", e))?;
@@ -153,7 +153,7 @@ async fn inspect(file: &mut BlobWriter) -> Result<(PackageInfo, String), ApiErro
 }
 
 /// A `build` field that contradicts the package.
-fn contradiction(field: &str, said: &str, package: &str) -> ApiError {
+pub(crate) fn contradiction(field: &str, said: &str, package: &str) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "contradicts_package",
@@ -217,7 +217,7 @@ pub fn reconcile(form: &BuildForm, info: &PackageInfo) -> Result<(), ApiError> {
 }
 
 /// Makes the upload durable.
-async fn commit(state: &AppState, file: BlobWriter) -> Result<Committed, ApiError> {
+pub(crate) async fn commit(state: &AppState, file: BlobWriter) -> Result<Committed, ApiError> {
     let blobs = state.blobs.clone();
     tokio::task::spawn_blocking(move || file.commit(&blobs, None))
         .await
@@ -229,25 +229,25 @@ async fn commit(state: &AppState, file: BlobWriter) -> Result<Committed, ApiErro
 }
 
 /// Removes a blob this upload created when no row took it.
-async fn forget(state: &AppState, committed: &Committed) -> Result<(), ApiError> {
+pub(crate) async fn forget(state: &AppState, committed: &Committed) -> Result<(), ApiError> {
     if committed.created && state.catalogue.references(committed.hash.as_str()).await? == 0 {
         let _ = state.blobs.remove(&committed.hash);
     }
     Ok(())
 }
 
-fn conflict(message: String) -> ApiError {
+pub(crate) fn conflict(message: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "conflict", message)
 }
 
 /// A received and checked upload.
-struct Received {
-    form: BuildForm,
-    info: PackageInfo,
-    md5: String,
-    filename: String,
-    file: BlobWriter,
-    by: String,
+pub(crate) struct Received {
+    pub(crate) form: BuildForm,
+    pub(crate) info: PackageInfo,
+    pub(crate) md5: String,
+    pub(crate) filename: String,
+    pub(crate) file: BlobWriter,
+    pub(crate) by: String,
 }
 
 /// Authenticates, receives and inspects the upload.
@@ -281,7 +281,7 @@ async fn receive(state: &AppState, req: Request) -> Result<Received, ApiError> {
 }
 
 /// Records a full build.
-async fn store_full(state: &AppState, r: Received) -> Result<(bool, Value), ApiError> {
+pub(crate) async fn store_full(state: &AppState, r: Received) -> Result<(bool, Value), ApiError> {
     let info = &r.info;
     let version = info
         .version
@@ -354,7 +354,10 @@ async fn store_full(state: &AppState, r: Received) -> Result<(bool, Value), ApiE
 }
 
 /// Records an incremental build; its target must be published first.
-async fn store_incremental(state: &AppState, r: Received) -> Result<(bool, Value), ApiError> {
+pub(crate) async fn store_incremental(
+    state: &AppState,
+    r: Received,
+) -> Result<(bool, Value), ApiError> {
     let info = &r.info;
     let source = info.source_incremental().unwrap_or_default().to_owned();
     let target = state
