@@ -103,6 +103,13 @@ fn entry_json(state: &AppState, headers: &HeaderMap, e: &Entry) -> Value {
 /// upload limit when `Authorization: Bearer KEY` is valid, 401 otherwise.
 /// Publishers call it before streaming a large file, so a bad key or a
 /// file over the limit is reported before the upload.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth",
+    tag = "JSON API",
+    responses((status = 200, description = "The key's name, scopes and the server's upload limit", content_type = "application/json"), (status = 401, description = "Missing or invalid key", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn auth(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -116,6 +123,13 @@ pub async fn auth(
 }
 
 /// `GET /api/v1/packages[?limit=N&after=NAME]`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/packages",
+    tag = "JSON API",
+    params(("limit" = Option<u32>, Query, description = "Page size"), ("after" = Option<String>, Query, description = "Names after this one")),
+    responses((status = 200, description = "Packages with their branches", content_type = "application/json"), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn list_packages(
     State(state): State<AppState>,
     uri: Uri,
@@ -127,6 +141,13 @@ pub async fn list_packages(
 }
 
 /// `GET /api/v1/packages/{package}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/packages/{package}",
+    tag = "JSON API",
+    params(("package" = String, Path, description = "Package name")),
+    responses((status = 200, description = "The package and its branches", content_type = "application/json"), (status = 404, description = "Unknown package", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn get_package(
     State(state): State<AppState>,
     Path(package): Path<String>,
@@ -141,6 +162,13 @@ pub async fn get_package(
 }
 
 /// `GET …/versions[?limit=N&after=VERSION]`, in version order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/packages/{package}/branches/{branch}/versions",
+    tag = "JSON API",
+    params(("package" = String, Path, description = "Package name"), ("branch" = String, Path, description = "Branch"), ("limit" = Option<u32>, Query, description = "Page size"), ("after" = Option<String>, Query, description = "Versions after this one")),
+    responses((status = 200, description = "Versions in version order", content_type = "application/json"), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn list_versions(
     State(state): State<AppState>,
     Path((package, branch)): Path<(String, String)>,
@@ -178,6 +206,13 @@ pub async fn list_versions(
 }
 
 /// `GET …/latest`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/packages/{package}/branches/{branch}/latest",
+    tag = "JSON API",
+    params(("package" = String, Path, description = "Package name"), ("branch" = String, Path, description = "Branch")),
+    responses((status = 200, description = "The newest version", content_type = "application/json"), (status = 404, description = "No version", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn latest(
     State(state): State<AppState>,
     Path((package, branch)): Path<(String, String)>,
@@ -198,6 +233,13 @@ fn check_path(package: &str, branch: &str) -> Result<(), ApiError> {
 }
 
 /// `GET …/versions/{version}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/packages/{package}/branches/{branch}/versions/{version}",
+    tag = "JSON API",
+    params(("package" = String, Path, description = "Package name"), ("branch" = String, Path, description = "Branch"), ("version" = String, Path, description = "Version")),
+    responses((status = 200, description = "The version and its content.json", content_type = "application/json"), (status = 404, description = "Not published", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn get_version(
     State(state): State<AppState>,
     Path((package, branch, version)): Path<(String, String, String)>,
@@ -214,6 +256,14 @@ pub async fn get_version(
 }
 
 /// `DELETE …/versions/{version}`: needs a key whose scopes cover the package.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/packages/{package}/branches/{branch}/versions/{version}",
+    tag = "JSON API",
+    params(("package" = String, Path, description = "Package name"), ("branch" = String, Path, description = "Branch"), ("version" = String, Path, description = "Version")),
+    responses((status = 200, description = "Deleted", content_type = "application/json"), (status = 401, description = "Missing or invalid key", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 403, description = "Scopes do not cover the package", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 404, description = "Not published", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn delete_version(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -245,6 +295,14 @@ pub async fn delete_version(
 }
 
 /// `POST /api/v1/packages`: upload.
+#[utoipa::path(
+    post,
+    path = "/api/v1/packages",
+    tag = "JSON API",
+    request_body(content_type = "multipart/form-data", description = "Parts `content` (content.json) and `file`"),
+    responses((status = 201, description = "Published", content_type = "application/json"), (status = 200, description = "Already published identically", content_type = "application/json"), (status = 400, description = "Malformed upload", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 401, description = "Missing or invalid key", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 403, description = "Scopes do not cover the package", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 409, description = "Another file holds that version", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 413, description = "Over the upload limit", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn upload(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
     match upload::receive(&state, req).await {
@@ -290,6 +348,14 @@ fn job_json(j: &ota_store::Job) -> Value {
 
 /// `GET /api/v1/jobs[?state=queued|running|done|failed&limit=N]`, newest
 /// first (any valid key).
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "JSON API",
+    params(("state" = Option<String>, Query, description = "queued, running, done or failed"), ("limit" = Option<u32>, Query, description = "At most this many (1 to 10000)")),
+    responses((status = 200, description = "Jobs, newest first", content_type = "application/json"), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 401, description = "Missing or invalid key", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn list_jobs(
     State(state): State<AppState>,
     uri: Uri,
@@ -333,6 +399,14 @@ pub async fn list_jobs(
 }
 
 /// `POST /api/v1/jobs/{id}/retry`: queues a failed job again (admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/retry",
+    tag = "JSON API",
+    params(("id" = i64, Path, description = "Job id")),
+    responses((status = 200, description = "Queued again", content_type = "application/json"), (status = 403, description = "Needs the admin scope", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 404, description = "No failed job with that id", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn retry_job(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -356,6 +430,13 @@ pub async fn retry_job(
 
 /// `GET …/branches/{branch}/deltas`: the branch's delta map: each version
 /// with its position, digest and whether it is a delta destination yet.
+#[utoipa::path(
+    get,
+    path = "/api/v1/packages/{package}/branches/{branch}/deltas",
+    tag = "bundle protocol",
+    params(("package" = String, Path, description = "Package name"), ("branch" = String, Path, description = "Branch")),
+    responses((status = 200, description = "Each version with its position, digest and readiness, and the packs", content_type = "application/json"))
+)]
 pub async fn delta_map(
     State(state): State<AppState>,
     Path((package, branch)): Path<(String, String)>,

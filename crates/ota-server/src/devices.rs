@@ -51,15 +51,24 @@ async fn require_admin(state: &AppState, headers: &HeaderMap, what: &str) -> Res
     }
 }
 
-#[derive(Deserialize)]
+/// A device to register.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddDevice {
+pub(crate) struct AddDevice {
     name: String,
     #[serde(default)]
     description: String,
 }
 
 /// `POST /api/v1/devices`: registers a device; the answer holds its token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices",
+    tag = "fleet",
+    request_body(content = crate::devices::AddDevice, content_type = "application/json"),
+    responses((status = 201, description = "Registered; the answer holds the device's token, shown once", content_type = "application/json"), (status = 403, description = "Needs the admin scope", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 409, description = "A device of that name exists", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn add(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -91,6 +100,12 @@ pub async fn add(
 
 /// `GET /api/v1/devices`: the inventory (with a key), or the LineageOS
 /// Updater API's device list (without one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "fleet",
+    responses((status = 200, description = "With an admin key: the inventory. Without a key: the LineageOS Updater API's device list", content_type = "application/json"))
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -107,6 +122,14 @@ pub async fn list(
 }
 
 /// `GET /api/v1/devices/{device}`: one device and its newest reports.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{device}",
+    tag = "fleet",
+    params(("device" = String, Path, description = "Device name")),
+    responses((status = 200, description = "The device and its newest reports", content_type = "application/json"), (status = 404, description = "Unknown device", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -135,6 +158,14 @@ pub async fn show(
 }
 
 /// `DELETE /api/v1/devices/{device}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/devices/{device}",
+    tag = "fleet",
+    params(("device" = String, Path, description = "Device name")),
+    responses((status = 200, description = "Removed", content_type = "application/json"), (status = 404, description = "Unknown device", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -150,8 +181,8 @@ pub async fn remove(
 }
 
 /// What an agent reports.
-#[derive(Deserialize)]
-struct Report {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Report {
     result: String,
     #[serde(default)]
     error: Option<String>,
@@ -189,6 +220,15 @@ fn check_report(body: &[u8]) -> Result<Report, ApiError> {
 
 /// `POST /api/v1/devices/{device}/report`, with `Authorization: Bearer
 /// DEVICE_TOKEN`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{device}/report",
+    tag = "fleet",
+    params(("device" = String, Path, description = "Device name")),
+    request_body(content = crate::devices::Report, content_type = "application/json"),
+    responses((status = 200, description = "Stored", content_type = "application/json"), (status = 400, description = "Malformed report", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 401, description = "Not this device's token", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 413, description = "Over 64 KiB", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn report(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -82,6 +82,13 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 }
 
 /// The handler.
+#[utoipa::path(
+    get,
+    path = "/otafiles/{hash}",
+    tag = "downloads",
+    params(("hash" = String, Path, description = "SHA-256 of the file")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 206, description = "The requested range (Range: bytes=N-)", content_type = "application/octet-stream"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", content_type = "text/plain"), (status = 416, description = "Range outside the file"))
+)]
 pub async fn get_file(
     State(state): State<AppState>,
     Path(hash): Path<String>,

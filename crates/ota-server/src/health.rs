@@ -13,12 +13,24 @@ use std::time::Duration;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /healthz`: 200 while the process serves.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves", content_type = "text/plain"))
+)]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /readyz`: 200 with one line per check when every check passes,
 /// 503 naming what failed otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses((status = 200, description = "Every check passed, one line each", content_type = "text/plain"), (status = 503, description = "A check failed (named)", content_type = "text/plain"))
+)]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db = match tokio::time::timeout(CHECK_TIMEOUT, state.catalogue.ping()).await {
         Ok(Ok(())) => Ok(()),

@@ -58,6 +58,13 @@ fn json(body: SignedBody) -> Response {
 }
 
 /// `GET /maxVersion?package=&branch=`: the content.json of the highest version.
+#[utoipa::path(
+    get,
+    path = "/maxVersion",
+    tag = "package API",
+    params(("package" = String, Query, description = "Package name"), ("branch" = Option<String>, Query, description = "Branch [default: master]")),
+    responses((status = 200, description = "content.json of the highest version; signed in the Ota-Signature header", content_type = "application/json"), (status = 400, description = "Malformed name", content_type = "text/plain"), (status = 404, description = "No version of the package branch", content_type = "text/plain"))
+)]
 pub async fn max_version(
     State(state): State<AppState>,
     uri: Uri,
@@ -82,6 +89,13 @@ pub async fn max_version(
 }
 
 /// `GET /getVersion?package=&branch=&version=`: one version's content.json.
+#[utoipa::path(
+    get,
+    path = "/getVersion",
+    tag = "package API",
+    params(("package" = String, Query, description = "Package name"), ("branch" = Option<String>, Query, description = "Branch [default: master]"), ("version" = String, Query, description = "Version")),
+    responses((status = 200, description = "content.json of that version; signed in the Ota-Signature header", content_type = "application/json"), (status = 400, description = "Malformed name or version", content_type = "text/plain"), (status = 404, description = "Not published", content_type = "text/plain"))
+)]
 pub async fn get_version(
     State(state): State<AppState>,
     uri: Uri,
@@ -105,6 +119,14 @@ pub async fn get_version(
 }
 
 /// `PUT /update`: multipart `content` + `file`, `Authorization: Bearer KEY`.
+#[utoipa::path(
+    put,
+    path = "/update",
+    tag = "package API",
+    request_body(content_type = "multipart/form-data", description = "Parts `content` (content.json) and `file`"),
+    responses((status = 200, description = "Published (or already published identically)", content_type = "application/json"), (status = 400, description = "Malformed content.json, hash mismatch, missing part", content_type = "text/plain"), (status = 401, description = "Missing or invalid key", content_type = "text/plain"), (status = 403, description = "The key's scopes do not cover the package", content_type = "text/plain"), (status = 409, description = "Another file is published under that version", content_type = "text/plain"), (status = 413, description = "Over the upload limit", content_type = "text/plain")),
+    security(("bearer" = []))
+)]
 pub async fn update(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
     match upload::receive(&state, req).await {

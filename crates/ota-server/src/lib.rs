@@ -31,6 +31,7 @@ pub mod health;
 pub mod legacy;
 pub mod metrics;
 pub mod multipart;
+pub mod openapi;
 pub mod packs;
 pub mod render;
 pub mod rom;

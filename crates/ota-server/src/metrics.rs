@@ -288,6 +288,12 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4"))
+)]
 pub async fn serve(State(state): State<AppState>) -> Response {
     let jobs = match state.catalogue.job_counts().await {
         Ok(j) => j,

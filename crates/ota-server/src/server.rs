@@ -238,6 +238,7 @@ impl Server {
             .route("/healthz", get(crate::health::healthz))
             .route("/readyz", get(crate::health::readyz))
             .route("/metrics", get(crate::metrics::serve))
+            .route("/api/v1/openapi.json", get(crate::openapi::serve))
             .merge(crate::rom::routes())
             .layer(axum::middleware::from_fn_with_state(
                 state.metrics.clone(),

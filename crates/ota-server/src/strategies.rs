@@ -30,6 +30,14 @@ pub async fn store(state: &AppState, body: &[u8], by: &str) -> Result<(), ApiErr
 }
 
 /// `PUT /api/v1/strategies`: needs a key with the `admin` scope.
+#[utoipa::path(
+    put,
+    path = "/api/v1/strategies",
+    tag = "bundle protocol",
+    request_body(content = String, content_type = "application/json", description = "The update strategies document"),
+    responses((status = 200, description = "Stored and in force", content_type = "application/json"), (status = 400, description = "Invalid document (line and column named)", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 403, description = "Needs the admin scope", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn put(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -48,6 +56,13 @@ pub async fn put(
 }
 
 /// `GET /api/v1/strategies`: the document as stored (any valid key).
+#[utoipa::path(
+    get,
+    path = "/api/v1/strategies",
+    tag = "bundle protocol",
+    responses((status = 200, description = "The document as stored", content_type = "application/json"), (status = 401, description = "Missing or invalid key", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, JsonError> {
     state.authenticate(&headers).await?;
     let stored = state

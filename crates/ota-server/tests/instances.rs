@@ -24,7 +24,10 @@ async fn max_version(base: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_servers_publish_and_jobs_arrive_by_notification() {
-    let Some(url) = ota_store::testdb::fresh_postgres("instances").await.unwrap() else {
+    let Some(url) = ota_store::testdb::fresh_postgres("instances")
+        .await
+        .unwrap()
+    else {
         return;
     };
     // Polling every 10 minutes: only a notification can explain a prompt
@@ -54,7 +57,8 @@ async fn another_servers_publish_and_jobs_arrive_by_notification() {
         assert_eq!(max_version(&a.base).await, previous);
         previous = v;
         let started = Instant::now();
-        b.publish("app", "main", v, &vec![i as u8 + 2; 50_000]).await;
+        b.publish("app", "main", v, &vec![i as u8 + 2; 50_000])
+            .await;
         let published = started.elapsed();
         loop {
             if max_version(&a.base).await == *v {
@@ -159,14 +163,20 @@ async fn readyz_follows_the_database() {
     };
     let (status, body) = ready().await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("database: ok") && body.contains("blob store: ok"), "{body}");
+    assert!(
+        body.contains("database: ok") && body.contains("blob store: ok"),
+        "{body}"
+    );
     r.up.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let (status, body) = ready().await;
     assert_eq!(status, 503, "{body}");
     assert!(!body.contains("database: ok"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(10), "a bounded check");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a bounded check"
+    );
     // Still alive.
     let h = reqwest::get(format!("{}/healthz", s.base)).await.unwrap();
     assert_eq!(h.status(), 200);

@@ -63,8 +63,9 @@ impl RulesCache {
     }
 }
 
-#[derive(Deserialize)]
-struct RequestMsg {
+/// A device's request: which update it should take.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct RequestMsg {
     #[serde(rename = "Request")]
     request: String,
     name: String,
@@ -75,8 +76,9 @@ struct RequestMsg {
     branch: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ConfirmMsg {
+/// A device's confirmation of the decision it was given.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct ConfirmMsg {
     #[serde(rename = "Confirm")]
     confirm: String,
     #[serde(rename = "Action")]
@@ -172,6 +174,13 @@ async fn decide(
 }
 
 /// `POST /api/v1/update/request`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/update/request",
+    tag = "bundle protocol",
+    request_body(content = crate::bundle_protocol::RequestMsg, content_type = "application/json"),
+    responses((status = 200, description = "The decision: strategy, action, from, destination", content_type = "application/json"), (status = 400, description = "Malformed request", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 404, description = "Unknown package or version", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn request(State(state): State<AppState>, body: Bytes) -> Result<Response, JsonError> {
     let msg: RequestMsg = parse(&body, "request")?;
     if msg.request != "Yes" {
@@ -193,6 +202,13 @@ pub async fn request(State(state): State<AppState>, body: Bytes) -> Result<Respo
 }
 
 /// `POST /api/v1/update/confirm`: the bundle of the confirmed path.
+#[utoipa::path(
+    post,
+    path = "/api/v1/update/confirm",
+    tag = "bundle protocol",
+    request_body(content = crate::bundle_protocol::ConfirmMsg, content_type = "application/json"),
+    responses((status = 200, description = "The signed bundle of the confirmed path (Content-Location names it)", content_type = "application/octet-stream"), (status = 400, description = "Malformed confirm", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 409, description = "The decision no longer holds", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn confirm(State(state): State<AppState>, body: Bytes) -> Result<Response, JsonError> {
     let msg: ConfirmMsg = parse(&body, "confirm")?;
     if msg.confirm != "Yes" {
@@ -277,6 +293,13 @@ pub async fn confirm(State(state): State<AppState>, body: Bytes) -> Result<Respo
 }
 
 /// `GET /api/v1/update/bundles/{sha256}`: a cached bundle, resumable.
+#[utoipa::path(
+    get,
+    path = "/api/v1/update/bundles/{name}",
+    tag = "bundle protocol",
+    params(("name" = String, Path, description = "SHA-256 of the bundle, as Content-Location gave it")),
+    responses((status = 200, description = "The bundle", content_type = "application/octet-stream"), (status = 206, description = "A range of it", content_type = "application/octet-stream"), (status = 404, description = "Not cached", body = crate::openapi::ErrorBody, content_type = "application/json"))
+)]
 pub async fn get_bundle(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -302,6 +325,12 @@ pub async fn get_bundle(
 }
 
 /// `GET /api/v1/signing-key`: the public key packs are signed with (PEM).
+#[utoipa::path(
+    get,
+    path = "/api/v1/signing-key",
+    tag = "bundle protocol",
+    responses((status = 200, description = "The Ed25519 public key packs and answers are signed with", content_type = "application/x-pem-file"))
+)]
 pub async fn signing_key(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/x-pem-file")],

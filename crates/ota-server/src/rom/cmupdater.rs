@@ -128,22 +128,51 @@ fn changes_url(base: &str, b: &RomBuild) -> String {
     )
 }
 
-/// One item of `result`, with exactly the keys and types the app reads.
+/// One item of `result`, with exactly the keys and types the app reads
+/// (`getLong("timestamp")`, `getInt("api_level")`, the rest strings).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CmBuild {
+    /// Download URL of the full package.
+    pub url: String,
+    /// `ro.build.date.utc`.
+    pub timestamp: i64,
+    /// MD5 of the package, hex.
+    pub md5sum: String,
+    /// File name the app saves it as.
+    pub filename: String,
+    /// Channel.
+    pub channel: String,
+    /// URL of the plain-text changelog.
+    pub changes: String,
+    /// `ro.build.version.sdk`.
+    pub api_level: i64,
+    /// `ro.build.version.incremental`.
+    pub incremental: String,
+}
+
 fn build_item(base: &str, b: &RomBuild) -> Value {
     let n = &b.build;
-    json!({
-        "url": download_url(base, &n.sha256, &n.filename),
-        "timestamp": n.timestamp,
-        "md5sum": n.md5,
-        "filename": n.filename,
-        "channel": n.channel,
-        "changes": changes_url(base, b),
-        "api_level": n.api_level,
-        "incremental": n.incremental,
-    })
+    let item = CmBuild {
+        url: download_url(base, &n.sha256, &n.filename),
+        timestamp: n.timestamp,
+        md5sum: n.md5.clone(),
+        filename: n.filename.clone(),
+        channel: n.channel.clone(),
+        changes: changes_url(base, b),
+        api_level: n.api_level,
+        incremental: n.incremental.clone(),
+    };
+    serde_json::to_value(item).unwrap_or(Value::Null)
 }
 
 /// `POST /api`.
+#[utoipa::path(
+    post,
+    path = "/api",
+    tag = "CMUpdater API",
+    request_body(content = crate::openapi::CmUpdaterRequest, description = "Parsed whatever the Content-Type"),
+    responses((status = 200, description = "`{\"id\":null,\"result\":[…],\"error\":null}`, newest first", body = crate::openapi::CmUpdaterAnswer, content_type = "application/json"))
+)]
 pub async fn get_all_builds(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -178,6 +207,13 @@ pub async fn get_all_builds(
 }
 
 /// `POST /api/v1/build/get_delta`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/build/get_delta",
+    tag = "CMUpdater API",
+    request_body(content = crate::openapi::GetDeltaRequest, description = "Parsed whatever the Content-Type; no device key"),
+    responses((status = 200, description = "The incremental package, or `{\"errors\":[{\"message\":…}]}` when there is none", content_type = "application/json"))
+)]
 pub async fn get_delta(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     const REQUIRED: &str = "source_incremental and target_incremental are required parameters!";
     let req = match json_object(&body) {
@@ -253,6 +289,13 @@ pub async fn get_delta(State(state): State<AppState>, headers: HeaderMap, body: 
 }
 
 /// `GET /api/changelog/<device>/<incremental>.txt`.
+#[utoipa::path(
+    get,
+    path = "/api/changelog/{device}/{file}",
+    tag = "CMUpdater API",
+    params(("device" = String, Path, description = "Codename"), ("file" = String, Path, description = "INCREMENTAL.txt")),
+    responses((status = 200, description = "The changelog as plain text", content_type = "text/plain"), (status = 404, description = "No such build", content_type = "text/plain"))
+)]
 pub async fn changelog(
     State(state): State<AppState>,
     Path((device, file)): Path<(String, String)>,
@@ -306,6 +349,13 @@ pub async fn changelog(
 }
 
 /// `POST /api/report` with form fields `fprint` and `fcontent`.
+#[utoipa::path(
+    post,
+    path = "/api/report",
+    tag = "CMUpdater API",
+    request_body(content_type = "application/x-www-form-urlencoded", description = "Form fields fprint and fcontent"),
+    responses((status = 200, description = "Stored", content_type = "application/json"), (status = 400, description = "Missing fields", content_type = "application/json"))
+)]
 pub async fn report(State(state): State<AppState>, body: Bytes) -> Response {
     let refuse =
         |status: StatusCode, m: String| ApiError::new(status, "bad_request", m).into_plain();

@@ -21,6 +21,13 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// `GET /api/v1/<device>/<romtype>/<incremental>`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/{device}/{romtype}/{incremental}",
+    tag = "LineageOS Updater API",
+    params(("device" = String, Path, description = "Codename"), ("romtype" = String, Path, description = "Release type"), ("incremental" = String, Path, description = "The phone's incremental")),
+    responses((status = 200, description = "`{\"response\":[…]}`; an empty list for an unknown device", body = crate::openapi::LineageAnswer, content_type = "application/json"))
+)]
 pub async fn builds(
     State(state): State<AppState>,
     Path((device, romtype, incremental)): Path<(String, String, String)>,
@@ -60,20 +67,46 @@ pub async fn builds(
 }
 
 /// One item, with exactly the keys and types the app reads.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LineageBuild {
+    /// `ro.build.date.utc`.
+    pub datetime: i64,
+    /// File name.
+    pub filename: String,
+    /// A unique id (the SHA-256 of the package).
+    pub id: String,
+    /// Release type.
+    pub romtype: String,
+    /// Bytes.
+    pub size: u64,
+    /// Download URL.
+    pub url: String,
+    /// ROM version.
+    pub version: String,
+}
+
 fn build_item(base: &str, b: &RomBuild) -> Value {
     let n = &b.build;
-    json!({
-        "datetime": n.timestamp,
-        "filename": n.filename,
-        "id": n.sha256,
-        "romtype": n.romtype,
-        "size": n.size,
-        "url": download_url(base, &n.sha256, &n.filename),
-        "version": n.version,
-    })
+    let item = LineageBuild {
+        datetime: n.timestamp,
+        filename: n.filename.clone(),
+        id: n.sha256.clone(),
+        romtype: n.romtype.clone(),
+        size: n.size,
+        url: download_url(base, &n.sha256, &n.filename),
+        version: n.version.clone(),
+    };
+    serde_json::to_value(item).unwrap_or(Value::Null)
 }
 
 /// `GET /api/v1/types/<device>/`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/types/{device}/",
+    tag = "LineageOS Updater API",
+    params(("device" = String, Path, description = "Codename")),
+    responses((status = 200, description = "The release types of the device's published builds", content_type = "application/json"))
+)]
 pub async fn types(
     State(state): State<AppState>,
     Path(device): Path<String>,

@@ -43,6 +43,7 @@ pub const RESERVED_CODENAMES: &[&str] = &[
     "fleet",
     "jobs",
     "keys",
+    "openapi.json",
     "packages",
     "reports",
     "rom",
@@ -125,7 +126,14 @@ pub(crate) fn download_url(base: &str, sha256: &str, filename: &str) -> String {
 
 /// `GET /rom/<sha256>/<file name>`: a ROM file, resumable. The name is
 /// what clients save it as; the hash picks the blob.
-async fn download_build(
+#[utoipa::path(
+    get,
+    path = "/rom/{hash}/{filename}",
+    tag = "downloads",
+    params(("hash" = String, Path, description = "SHA-256 of the build"), ("filename" = String, Path, description = "The build's file name")),
+    responses((status = 200, description = "The package", content_type = "application/zip"), (status = 206, description = "A range of it (Range: bytes=N-)", content_type = "application/zip"), (status = 404, description = "No such build", content_type = "text/plain"))
+)]
+pub(crate) async fn download_build(
     State(state): State<AppState>,
     Path((hash, filename)): Path<(String, String)>,
     headers: HeaderMap,

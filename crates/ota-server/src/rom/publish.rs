@@ -36,7 +36,7 @@ pub const MAX_CHANGELOG: usize = 60 * 1024;
 
 /// The `build` part: what the publisher says. Only `device` and `channel`
 /// are required; the rest, when given, must agree with the package.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BuildForm {
     /// Device codename.
@@ -430,6 +430,14 @@ pub(crate) async fn store_incremental(
 }
 
 /// `POST /api/v1/builds`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/builds",
+    tag = "ROM publishing",
+    request_body(content_type = "multipart/form-data", description = "Parts `build` (crate::rom::publish::BuildForm as JSON) and `file` (the OTA package)"),
+    responses((status = 201, description = "Published", content_type = "application/json"), (status = 200, description = "Already published identically", content_type = "application/json"), (status = 400, description = "Malformed form or package", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 403, description = "Scopes do not cover the device", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 409, description = "Conflicts with a published build", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 413, description = "Over the upload limit", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 422, description = "A field contradicts the package", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn publish(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
     let result = async {
@@ -462,6 +470,15 @@ pub async fn publish(State(state): State<AppState>, req: Request) -> Response {
 
 /// `PUT /api/v1/builds/<device>/<incremental>/published` with body `true`
 /// or `false`: offer a build to clients, or withdraw it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/builds/{device}/{incremental}/published",
+    tag = "ROM publishing",
+    params(("device" = String, Path, description = "Codename"), ("incremental" = String, Path, description = "Incremental")),
+    request_body(content = bool, content_type = "application/json"),
+    responses((status = 200, description = "Set", content_type = "application/json"), (status = 404, description = "No such build", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn set_published(
     State(state): State<AppState>,
     Path((device, incremental)): Path<(String, String)>,
@@ -498,6 +515,14 @@ pub async fn set_published(
 }
 
 /// `GET /api/v1/reports[?limit=N]` (admin): the newest client reports.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports",
+    tag = "ROM publishing",
+    params(("limit" = Option<i64>, Query, description = "1 to 1000 [default: 100]")),
+    responses((status = 200, description = "The newest client reports", content_type = "application/json"), (status = 403, description = "Needs the admin scope", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn reports(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -38,7 +38,7 @@ pub const MAX_SOURCES: i64 = 20;
 const MAX_BUILD_PROP: u64 = 1 << 20;
 
 /// The `build` part of a target-files upload.
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetFilesForm {
     /// Device codename.
@@ -174,6 +174,14 @@ async fn inspect(file: &mut BlobWriter) -> Result<TargetFilesInfo, ApiError> {
 }
 
 /// `POST /api/v1/builds/target-files`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/builds/target-files",
+    tag = "ROM publishing",
+    request_body(content_type = "multipart/form-data", description = "Parts `build` (TargetFilesForm as JSON) and `file` (target-files zip)"),
+    responses((status = 202, description = "Stored; the full build is queued", content_type = "application/json"), (status = 200, description = "Already stored", content_type = "application/json"), (status = 400, description = "Not target-files, or a malformed form", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 409, description = "Conflicts with a stored build", body = crate::openapi::ErrorBody, content_type = "application/json"), (status = 422, description = "A field contradicts the target-files", body = crate::openapi::ErrorBody, content_type = "application/json")),
+    security(("bearer" = []))
+)]
 pub async fn publish(State(state): State<AppState>, req: Request) -> Response {
     match receive_and_queue(&state, req).await {
         Ok((status, body)) => (status, axum::Json(body)).into_response(),
