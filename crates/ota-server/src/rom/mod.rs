@@ -43,7 +43,7 @@ pub const RESERVED_CODENAMES: &[&str] = &[
     "fleet",
     "jobs",
     "keys",
-    "openapi.json",
+    "openapi",
     "packages",
     "reports",
     "rom",
