@@ -108,34 +108,129 @@ pub(crate) fn raise_file_limit(max_connections: usize) {
     }
 }
 
+/// Opens the listening socket with a backlog deep enough for bursts of new
+/// connections (a fleet checking in on the minute), capped by the kernel's
+/// `somaxconn`.
+pub(crate) fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Pending connections the kernel may queue for accept.
+const BACKLOG: u32 = 4096;
+
+/// What every accept loop shares.
+struct Shared {
+    app: Router,
+    limits: ConnectionLimits,
+    permits: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    builder: http1::Builder,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting at once and drains (see [`ConnectionLimits::drain_timeout`]).
+/// One accept loop runs per worker thread on the same socket, so accepting
+/// new connections (a fleet opens one per check-in) is not serialised on
+/// one task.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_ip = Arc::new(PerIp::default());
-    let graceful = GracefulShutdown::new();
-    let mut tasks = JoinSet::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    tokio::pin!(shutdown);
+    let shared = Arc::new(Shared {
+        app,
+        limits,
+        permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        per_ip: Arc::new(PerIp::default()),
+        builder,
+    });
+    let listener = Arc::new(listener);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    let mut acceptors = JoinSet::new();
+    for _ in 0..loops {
+        let (l, sh, g, st) = (
+            listener.clone(),
+            shared.clone(),
+            graceful.clone(),
+            stop.clone(),
+        );
+        acceptors.spawn(accept_loop(l, sh, g, st));
+    }
+    shutdown.await;
+    stop.cancel();
+    let mut sets = Vec::new();
+    while let Some(done) = acceptors.join_next().await {
+        if let Ok(set) = done {
+            sets.push(set);
+        }
+    }
+    drop(listener); // new connections are refused from here on
+    let in_flight = |sets: &mut Vec<JoinSet<()>>| -> usize {
+        sets.iter_mut()
+            .map(|t| {
+                while t.try_join_next().is_some() {}
+                t.len()
+            })
+            .sum()
+    };
+    let running = in_flight(&mut sets);
+    if running > 0 {
+        tracing::info!(
+            "stopping: {running} connection(s) in flight, waiting up to {} s",
+            limits.drain_timeout.as_secs()
+        );
+    }
+    // Every accept loop has ended, so this is the last reference.
+    if let Some(graceful) = Arc::into_inner(graceful) {
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(limits.drain_timeout) => {
+                tracing::warn!(
+                    "drain deadline passed: closing {} connection(s); their clients can resume",
+                    in_flight(&mut sets)
+                );
+            }
+        }
+    }
+    for mut t in sets {
+        t.abort_all();
+        while t.join_next().await.is_some() {}
+    }
+}
+
+/// Accepts connections until `stop`; returns the connections still running.
+async fn accept_loop(
+    listener: Arc<TcpListener>,
+    shared: Arc<Shared>,
+    graceful: Arc<GracefulShutdown>,
+    stop: tokio_util::sync::CancellationToken,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let limits = shared.limits;
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => match p {
+            _ = stop.cancelled() => break,
+            p = shared.permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break, // the semaphore is never closed
             },
         };
         let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -151,7 +246,7 @@ pub(crate) async fn serve(
         let ip_slot = if limits.max_per_ip == 0 || peer.ip().is_loopback() {
             None
         } else {
-            match per_ip.take(peer.ip(), limits.max_per_ip) {
+            match shared.per_ip.take(peer.ip(), limits.max_per_ip) {
                 Some(slot) => Some(slot),
                 None => {
                     tracing::debug!(
@@ -167,9 +262,9 @@ pub(crate) async fn serve(
         let _ = tcp.set_nodelay(true);
         let mut io = TimeoutStream::new(tcp);
         io.set_write_timeout(Some(limits.stall_timeout));
-        let conn = builder.serve_connection(
+        let conn = shared.builder.serve_connection(
             TokioIo::new(Box::pin(io)),
-            TowerToHyperService::new(app.clone()),
+            TowerToHyperService::new(shared.app.clone()),
         );
         let conn = graceful.watch(conn);
         tasks.spawn(async move {
@@ -179,24 +274,5 @@ pub(crate) async fn serve(
             drop((permit, ip_slot));
         });
     }
-    drop(listener); // new connections are refused from here on
-    while tasks.try_join_next().is_some() {}
-    if !tasks.is_empty() {
-        tracing::info!(
-            "stopping: {} connection(s) in flight, waiting up to {} s",
-            tasks.len(),
-            limits.drain_timeout.as_secs()
-        );
-    }
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(limits.drain_timeout) => {
-            tracing::warn!(
-                "drain deadline passed: closing {} connection(s); their clients can resume",
-                tasks.len()
-            );
-        }
-    }
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+    tasks
 }

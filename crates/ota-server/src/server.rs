@@ -132,8 +132,7 @@ impl Server {
                 "recovery removed {tmp} unfinished upload(s) and {orphans} orphan blob(s)"
             );
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = connections::listen(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let packs = Packs::new(config.packs.clone(), &config.data_dir, &catalogue).await?;
