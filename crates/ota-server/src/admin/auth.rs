@@ -35,7 +35,11 @@ fn login_page(
     name: &str,
     message: &str,
 ) -> PageResult {
-    let token = random_token();
+    // The token already set is kept: a second load of the form (another
+    // tab, a browser's repeated request) must not strand the first.
+    let token = cookie(headers, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(random_token);
     let body = render(
         "login.html",
         minijinja::context! { login_csrf => token, name => name, message => message },

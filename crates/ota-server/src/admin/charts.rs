@@ -146,7 +146,7 @@ pub fn version_graph(versions: &[GraphVersion], edges: &[GraphEdge]) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg class="chart" id="version-graph" viewBox="0 0 {w} {h}" role="img" aria-label="version graph"><title>Version graph</title>"#
+        r#"<svg class="graph" id="version-graph" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="version graph"><title>Version graph</title>"#
     );
     for e in edges {
         let (x1, x2) = (x(e.from), x(e.to));
