@@ -568,6 +568,22 @@ async fn hostile_text(s: TestServer) {
             assert!(body.contains("&lt;script&gt;alert(1)"), "{page}: {body}");
         }
     }
+    // The sign-in form shows a failed user name back: escaped too.
+    let (status, body) = Browser::new(&s.base).sign_in(EVIL, "wrong").await;
+    assert_eq!(status, 401);
+    assert!(
+        !body.contains("<script>") && body.contains("&lt;script&gt;"),
+        "{body}"
+    );
+    // SQL and markup in a path: no such device, nothing else shown.
+    let (status, _, body) = b.get("/admin/devices/x'%20OR%20'1'='1").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("kiosk-1"), "{body}");
+    let (status, _, body) = b
+        .get("/admin/rom/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("<script>alert"), "{body}");
     // The SQL did nothing: the tables and rows are there, the text verbatim.
     let cat = Catalogue::open(&s.database_url).await.unwrap();
     let d = cat.device("kiosk-1").await.unwrap().unwrap();

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "correct horse battery";
+const EVIL: &str = "<script>alert(1)</script>' OR 1=1; --";
 
 /// A chromedriver process, killed when dropped.
 struct Driver {
@@ -205,6 +206,12 @@ async fn admin_in_a_real_browser() {
         .unwrap();
     click(&c, "#upload-build").await;
     wait_for(&c, "update-eng.1001.zip", Duration::from_secs(30)).await;
+    // Markup in the changelog: stored as typed, shown escaped, served raw
+    // to the clients (JSON).
+    fill(&c, "textarea[name=changelog]", EVIL).await;
+    click(&c, "form[action='/admin/rom/changelog'] button").await;
+    let src = wait_for(&c, "&lt;script&gt;", Duration::from_secs(10)).await;
+    assert!(!src.contains("<script>alert"), "{src}");
     shot(&c, "04-rom-builds").await;
     // The stock clients see it.
     let r = rom_common::cm_post(
@@ -215,6 +222,14 @@ async fn admin_in_a_real_browser() {
     .await;
     let body = r.text().await.unwrap();
     assert!(body.contains("update-eng.1001.zip"), "{body}");
+    let cat = ota_store::Catalogue::open(&s.database_url).await.unwrap();
+    let b = cat
+        .rom_build("hammerhead", "eng.1001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.build.changelog, EVIL);
+    cat.close().await;
     let lineage: Value = client()
         .get(format!("{base}/api/v1/hammerhead/nightly/none"))
         .send()
@@ -320,6 +335,17 @@ async fn admin_in_a_real_browser() {
         ("/admin/rom/reports", "13-rom-reports"),
         ("/admin/password", "14-password"),
         ("/admin", "15-dashboard-after"),
+    ] {
+        c.goto(&format!("{base}{page}")).await.unwrap();
+        shot(&c, name).await;
+    }
+
+    // Readable on a phone: the same pages at 390 px wide.
+    c.set_window_size(390, 844).await.unwrap();
+    for (page, name) in [
+        ("/admin", "16-phone-dashboard"),
+        ("/admin/rom/hammerhead", "17-phone-rom-builds"),
+        ("/admin/packages/org.example.app/main", "18-phone-branch"),
     ] {
         c.goto(&format!("{base}{page}")).await.unwrap();
         shot(&c, name).await;
