@@ -103,7 +103,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/admin/strategies",
             get(strategies::page).post(strategies::save),
         )
-        .layer(axum::middleware::from_fn_with_state(
+        // `route_layer`: only the admin's own routes, never the server's
+        // fallback (an unknown path stays a 404 for everyone).
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             session::require,
         ));
@@ -112,7 +114,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/static/admin.css", get(templates::css))
         .route("/admin/static/admin.js", get(templates::js))
         .merge(protected)
-        .layer(axum::middleware::map_response(security_headers))
+        .route_layer(axum::middleware::map_response(security_headers))
 }
 
 /// Adds the security headers to every admin response: no framing, no
