@@ -1,6 +1,7 @@
 //! `ota`: the command-line front end. Each subcommand parses its arguments,
 //! calls a library crate and prints the result.
 
+mod admin;
 mod agent;
 mod android;
 mod bundle;
@@ -72,6 +73,8 @@ enum Command {
     /// Android file-based OTA packages: build, sign, verify, simulate.
     #[command(subcommand)]
     Android(android::AndroidCommand),
+    /// Web admin accounts (`ota admin create-user NAME`).
+    Admin(admin::AdminArgs),
 }
 
 /// Where the data lives (shared by `serve` and `keys`).
@@ -261,6 +264,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices(args) => {
             let (file, rt) = setup()?;
             rt.block_on(devices::run(file, args))
+        }
+        Command::Admin(args) => {
+            let (file, rt) = setup()?;
+            rt.block_on(admin::run(file, args))
         }
     }
 }

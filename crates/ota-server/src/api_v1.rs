@@ -270,18 +270,32 @@ pub async fn delete_version(
     Path((package, branch, version)): Path<(String, String, String)>,
 ) -> Result<StatusCode, JsonError> {
     let key = state.authenticate(&headers).await?;
-    check_path(&package, &branch)?;
-    state.require_publish(&key, &package)?;
+    delete_version_as(&state, &key, &package, &branch, &version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a version on behalf of `key` (an API key, or the web admin's
+/// `user:NAME`): the row, its place on the delta map, and its blob when no
+/// other row references it.
+pub async fn delete_version_as(
+    state: &AppState,
+    key: &ota_store::KeyAuth,
+    package: &str,
+    branch: &str,
+    version: &str,
+) -> Result<(), ApiError> {
+    check_path(package, branch)?;
+    state.require_publish(key, package)?;
     let _guard = state.write_lock.lock().await;
     let gone = state
         .catalogue
-        .delete(&package, &branch, &version)
+        .delete(package, branch, version)
         .await?
-        .ok_or_else(|| not_published(&package, &branch, &version))?;
-    state.cache.invalidate(&package, &branch);
+        .ok_or_else(|| not_published(package, branch, version))?;
+    state.cache.invalidate(package, branch);
     state
         .packs
-        .deleted(&state.catalogue, &package, &branch, &version)
+        .deleted(&state.catalogue, package, branch, version)
         .await?;
     if state.catalogue.references(&gone.sha256).await? == 0 {
         if let Ok(h) = ota_core::Sha256Hex::parse(&gone.sha256) {
@@ -291,7 +305,16 @@ pub async fn delete_version(
         }
     }
     tracing::info!(package, branch, version, key = key.name, "deleted");
-    Ok(StatusCode::NO_CONTENT)
+    state
+        .catalogue
+        .audit_or_warn(
+            &crate::admin::actor(&key.name),
+            "package.delete",
+            &format!("{package}/{branch}/{version}"),
+            &gone.sha256,
+        )
+        .await;
+    Ok(())
 }
 
 /// `POST /api/v1/packages`: upload.
@@ -425,6 +448,11 @@ pub async fn retry_job(
         .into());
     }
     state.packs.wake.notify_waiters();
+    let actor = crate::admin::actor(&key.name);
+    state
+        .catalogue
+        .audit_or_warn(&actor, "job.retry", &id.to_string(), "")
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

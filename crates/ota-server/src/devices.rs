@@ -42,10 +42,14 @@ fn device_json(d: &Device) -> Value {
     })
 }
 
-async fn require_admin(state: &AppState, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<String, ApiError> {
     let key = state.authenticate(headers).await?;
     if key.scopes.is_admin() {
-        Ok(())
+        Ok(crate::admin::actor(&key.name))
     } else {
         Err(ApiError::forbidden(format!("{what} needs the admin scope")))
     }
@@ -74,7 +78,7 @@ pub async fn add(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, JsonError> {
-    require_admin(&state, &headers, "registering a device").await?;
+    let actor = require_admin(&state, &headers, "registering a device").await?;
     let msg: AddDevice = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed device: {e}")))?;
     valid_name("device", &msg.name)?;
@@ -86,11 +90,17 @@ pub async fn add(
         .add_device(&msg.name, &msg.description)
         .await
     {
-        Ok(token) => Ok((
-            StatusCode::CREATED,
-            Json(json!({"name": msg.name, "token": token})),
-        )
-            .into_response()),
+        Ok(token) => Ok({
+            state
+                .catalogue
+                .audit_or_warn(&actor, "device.add", &msg.name, &msg.description)
+                .await;
+            (
+                StatusCode::CREATED,
+                Json(json!({"name": msg.name, "token": token})),
+            )
+                .into_response()
+        }),
         Err(e @ StoreError::DeviceExists(_)) => {
             Err(ApiError::new(StatusCode::CONFLICT, "device_exists", e.to_string()).into())
         }
@@ -171,9 +181,13 @@ pub async fn remove(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, JsonError> {
-    require_admin(&state, &headers, "removing a device").await?;
+    let actor = require_admin(&state, &headers, "removing a device").await?;
     valid_name("device", &name)?;
     if state.catalogue.remove_device(&name).await? {
+        state
+            .catalogue
+            .audit_or_warn(&actor, "device.remove", &name, "")
+            .await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no device named {name:?}")).into())

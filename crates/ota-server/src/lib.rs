@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod api_v1;
 pub mod bundle_protocol;
 pub mod cache;

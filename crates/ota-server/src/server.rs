@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub watch: Option<PathBuf>,
     /// How often the watched directory is scanned.
     pub watch_interval: Duration,
+    /// The web admin's settings.
+    pub admin: crate::admin::AdminConfig,
 }
 
 impl ServerConfig {
@@ -70,6 +72,7 @@ impl ServerConfig {
             bundle_cache: 2 << 30,
             watch: None,
             watch_interval: Duration::from_secs(2),
+            admin: crate::admin::AdminConfig::default(),
         }
     }
 
@@ -151,6 +154,7 @@ impl Server {
             rules: Arc::new(RulesCache::default()),
             rom: Arc::new(crate::rom::cache::RomCache::default()),
             metrics: Arc::new(crate::metrics::Metrics::new(addr.to_string())),
+            admin: Arc::new(config.admin),
         };
         let queued = state.packs.reconcile(&state.catalogue).await?;
         if queued > 0 {
@@ -239,6 +243,7 @@ impl Server {
             .route("/metrics", get(crate::metrics::serve))
             .route("/api/v1/openapi.json", get(crate::openapi::serve))
             .merge(crate::rom::routes())
+            .merge(crate::admin::router(&state))
             .layer(axum::middleware::from_fn_with_state(
                 state.metrics.clone(),
                 crate::metrics::track,

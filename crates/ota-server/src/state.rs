@@ -39,6 +39,8 @@ pub struct AppState {
     pub rom: Arc<crate::rom::cache::RomCache>,
     /// Request counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Web admin settings (sign-in lock-out).
+    pub admin: Arc<crate::admin::AdminConfig>,
 }
 
 impl AppState {

@@ -26,6 +26,21 @@ pub async fn store(state: &AppState, body: &[u8], by: &str) -> Result<(), ApiErr
     state.catalogue.set_strategies(text, by).await?;
     state.rules.clear();
     tracing::info!(by, bytes = body.len(), "strategies updated");
+    // `serve --strategy` names itself with a space; keys get `key:`.
+    let actor = if by.contains(' ') {
+        by.to_owned()
+    } else {
+        crate::admin::actor(by)
+    };
+    state
+        .catalogue
+        .audit_or_warn(
+            &actor,
+            "strategies.set",
+            "strategies",
+            &format!("{} bytes", body.len()),
+        )
+        .await;
     Ok(())
 }
 

@@ -380,6 +380,19 @@ pub async fn receive_with<M>(
     check: MetaCheck<'_, M>,
 ) -> Result<(KeyAuth, Form<M>), UploadError> {
     let key = state.authenticate(req.headers()).await?;
+    let form = receive_as(state, &key, req, field, check).await?;
+    Ok((key, form))
+}
+
+/// [`receive_with`] for a caller authenticated otherwise (the web admin's
+/// session acts as an admin key named `user:NAME`).
+pub async fn receive_as<M>(
+    state: &AppState,
+    key: &KeyAuth,
+    req: Request,
+    field: &'static str,
+    check: MetaCheck<'_, M>,
+) -> Result<Form<M>, UploadError> {
     let declared_len = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -394,14 +407,23 @@ pub async fn receive_with<M>(
         ))
         .into());
     }
-    let form = receive_form(state, &key, req, field, check).await?;
-    Ok((key, form))
+    receive_form(state, key, req, field, check).await
 }
 
 /// Authenticates, receives, verifies and publishes one package upload.
 pub async fn receive(state: &AppState, req: Request) -> Result<Uploaded, UploadError> {
+    let key = state.authenticate(req.headers()).await?;
+    receive_package_as(state, &key, req).await
+}
+
+/// [`receive`] for a caller authenticated otherwise (the web admin).
+pub async fn receive_package_as(
+    state: &AppState,
+    key: &KeyAuth,
+    req: Request,
+) -> Result<Uploaded, UploadError> {
     let check = |bytes: &[u8], key: &KeyAuth| accept_content(bytes, key, state);
-    let (key, form) = receive_with(state, req, "content", &check).await?;
+    let form = receive_as(state, key, req, "content", &check).await?;
     let content = form
         .meta
         .ok_or_else(|| ApiError::bad_request("missing form field 'content' (content.json)"))?;
@@ -498,6 +520,15 @@ pub async fn publish_file(
                 by,
                 "published"
             );
+            state
+                .catalogue
+                .audit_or_warn(
+                    &crate::admin::actor(by),
+                    "package.publish",
+                    &format!("{package}/{branch}/{}", e.version),
+                    &e.sha256,
+                )
+                .await;
             Ok(Uploaded {
                 created: true,
                 entry: e,

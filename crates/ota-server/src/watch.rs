@@ -198,7 +198,7 @@ async fn take(state: &AppState, c: &Candidate) -> anyhow::Result<bool> {
         "description": format!("published from {}", c.path.display()),
     }))
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    match publish_file(state, content, file, "watch").await {
+    match publish_file(state, content, file, "serve:watch").await {
         Ok(u) => Ok(u.created),
         Err(UploadError::Api(e)) => Err(anyhow::anyhow!("{}", e.message)),
         Err(UploadError::HashMismatch(m)) => Err(anyhow::anyhow!(m)),

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod blob;
 mod catalogue;
 mod deltas;
@@ -33,12 +34,18 @@ mod map_versions;
 mod migrate;
 mod private;
 mod rom;
+mod rom_admin;
 mod rom_fields;
 mod rom_target_files;
 mod settings;
 mod strategies;
 pub mod testdb;
 
+pub use admin::{
+    check_password, check_user_name, hash_password, verify_password, AdminSession, AdminUser,
+    AuditEntry, LockoutPolicy, NewSession, SignIn, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN,
+    SESSION_LIFETIME,
+};
 pub use blob::{BlobStore, BlobWriter, CommitError, Committed, DataDirLock};
 pub use catalogue::{
     Backend, Catalogue, Entry, KeyAuth, KeyInfo, NewEntry, PackageSummary, PublishOutcome,
@@ -53,6 +60,7 @@ pub use rom::{
     rom_package, NewRomBuild, NewRomIncremental, RomBuild, RomDevice, RomIncremental, RomPublish,
     INCREMENTAL_FORMAT, ROM_REPORTS_KEPT,
 };
+pub use rom_admin::{DayCount, RomDeviceRemoval, RomDeviceSummary};
 pub use rom_fields::{
     check_channel, check_codename, check_filename, check_incremental, check_rom_version,
     BadRomField,

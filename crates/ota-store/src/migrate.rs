@@ -408,6 +408,56 @@ Migration {
         "CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF state ON jobs
          FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION ota_notify_job()",
     ],
+},
+// The web admin: users (argon2id hashes, failed sign-ins and lock-out in
+// Unix milliseconds), sessions by the SHA-256 of their cookie, and the
+// audit log of every change made through the admin or the API.
+Migration {
+    version: 9,
+    sqlite: &[
+        "CREATE TABLE admin_users (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            failed_count INTEGER NOT NULL DEFAULT 0,
+            locked_until INTEGER)",
+        "CREATE TABLE admin_sessions (
+            id_hash TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL)",
+        "CREATE INDEX admin_sessions_user ON admin_sessions (username)",
+        "CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL)",
+    ],
+    postgres: &[
+        "CREATE TABLE admin_users (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            failed_count BIGINT NOT NULL DEFAULT 0,
+            locked_until BIGINT)",
+        "CREATE TABLE admin_sessions (
+            id_hash TEXT PRIMARY KEY,
+            username TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL)",
+        "CREATE INDEX admin_sessions_user ON admin_sessions (username)",
+        "CREATE TABLE audit_log (
+            id BIGSERIAL PRIMARY KEY,
+            at BIGINT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL)",
+    ],
 }];
 
 /// Brings the schema up to date (or up to `upto`, for migration tests).

@@ -130,10 +130,10 @@ pub enum RomPublish<T> {
     UnknownTarget,
 }
 
-const BUILD_COLUMNS: &str = "b.id, b.device, d.name, d.oem, b.channel, b.incremental, \
+pub(crate) const BUILD_COLUMNS: &str = "b.id, b.device, d.name, d.oem, b.channel, b.incremental, \
     b.build_timestamp, b.api_level, b.version, b.romtype, b.filename, b.size, b.md5, b.sha256, \
     b.changelog, b.published, b.created_at";
-const BUILD_FROM: &str = "rom_builds b JOIN rom_devices d ON d.codename = b.device";
+pub(crate) const BUILD_FROM: &str = "rom_builds b JOIN rom_devices d ON d.codename = b.device";
 
 const INC_COLUMNS: &str = "x.id, x.branch, x.from_version, x.to_version, x.sha256, x.size, \
     x.created_at, r.device, r.filename, r.md5";
@@ -146,7 +146,7 @@ fn size_of(row: &AnyRow, what: &str) -> Result<u64, StoreError> {
     u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("negative {what} size {size}")))
 }
 
-fn build_from_row(row: &AnyRow) -> Result<RomBuild, StoreError> {
+pub(crate) fn build_from_row(row: &AnyRow) -> Result<RomBuild, StoreError> {
     let get = |e| StoreError::db("decoding a ROM build row", e);
     let published: i32 = row.try_get("published").map_err(get)?;
     Ok(RomBuild {

@@ -204,12 +204,19 @@ async fn publish_built(
         file,
         by: "target-files job".into(),
     };
-    if incremental {
+    let (created, _) = if incremental {
         publish::store_incremental(state, received).await
     } else {
         publish::store_full(state, received).await
     }
     .map_err(as_anyhow)?;
+    if created {
+        let detail = "built from uploaded target-files";
+        state
+            .catalogue
+            .audit_or_warn("serve:rom-job", "rom.publish", &filename, detail)
+            .await;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! /api/v1/builds/<device>/<incremental>/published`, and the client reports
 //! (`GET /api/v1/reports`, admin).
 //!
-//! The upload goes through [`upload::receive_with`], the receive path of
+//! The upload goes through [`upload::receive_as`], the receive path of
 //! package uploads (bounded parser, size limit, stall timeout, scopes
 //! checked as soon as the `build` part arrives). Nothing the publisher
 //! says about the build is trusted when the package says it too: device,
@@ -250,10 +250,10 @@ pub(crate) struct Received {
     pub(crate) by: String,
 }
 
-/// Authenticates, receives and inspects the upload.
-async fn receive(state: &AppState, req: Request) -> Result<Received, ApiError> {
+/// Receives and inspects the upload of an authenticated publisher.
+async fn receive(state: &AppState, key: &KeyAuth, req: Request) -> Result<Received, ApiError> {
     let check = |bytes: &[u8], key: &KeyAuth| accept_build(bytes, key, state);
-    let (key, form) = match upload::receive_with(state, req, "build", &check).await {
+    let form = match upload::receive_as(state, key, req, "build", &check).await {
         Ok(r) => r,
         Err(UploadError::Api(e)) => return Err(e),
         Err(UploadError::HashMismatch(m)) => return Err(ApiError::bad_request(m)),
@@ -276,7 +276,7 @@ async fn receive(state: &AppState, req: Request) -> Result<Received, ApiError> {
         md5,
         filename,
         file,
-        by: key.name,
+        by: key.name.clone(),
     })
 }
 
@@ -429,6 +429,39 @@ pub(crate) async fn store_incremental(
     ))
 }
 
+/// Receives, checks and records one build on behalf of `key` (the API's
+/// key, or the web admin's session acting as `user:NAME`); answers whether
+/// it was new, and its description.
+pub async fn publish_as(
+    state: &AppState,
+    key: &KeyAuth,
+    req: Request,
+) -> Result<(bool, Value), ApiError> {
+    let received = receive(state, key, req).await?;
+    let (created, body) = match received.info.kind {
+        PackageKind::Full => store_full(state, received).await?,
+        PackageKind::Incremental { .. } => store_incremental(state, received).await?,
+    };
+    if created {
+        let target = format!(
+            "{}/{}",
+            body["device"].as_str().unwrap_or(""),
+            body["incremental"].as_str().unwrap_or("")
+        );
+        let detail = body["filename"].as_str().unwrap_or("");
+        state
+            .catalogue
+            .audit_or_warn(
+                &crate::admin::actor(&key.name),
+                "rom.publish",
+                &target,
+                detail,
+            )
+            .await;
+    }
+    Ok((created, body))
+}
+
 /// `POST /api/v1/builds`.
 #[utoipa::path(
     post,
@@ -441,11 +474,8 @@ pub(crate) async fn store_incremental(
 pub async fn publish(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
     let result = async {
-        let received = receive(&state, req).await?;
-        match received.info.kind {
-            PackageKind::Full => store_full(&state, received).await,
-            PackageKind::Incremental { .. } => store_incremental(&state, received).await,
-        }
+        let key = state.authenticate(&headers).await?;
+        publish_as(&state, &key, req).await
     }
     .await;
     match result {
@@ -501,6 +531,20 @@ pub async fn set_published(
         return Err(ApiError::not_found(format!("no build {incremental} of {device}")).into());
     }
     super::written(&state, &device, "");
+    let action = if published {
+        "rom.published"
+    } else {
+        "rom.unpublished"
+    };
+    state
+        .catalogue
+        .audit_or_warn(
+            &crate::admin::actor(&key.name),
+            action,
+            &format!("{device}/{incremental}"),
+            "",
+        )
+        .await;
     tracing::info!(
         device,
         incremental,

@@ -265,6 +265,14 @@ async fn receive_and_queue(
         queued,
         "ROM target-files stored"
     );
+    if created {
+        let target = format!("{}/{}", info.device, info.incremental);
+        let actor = crate::admin::actor(&key.name);
+        state
+            .catalogue
+            .audit_or_warn(&actor, "rom.target-files", &target, &stored.new.sha256)
+            .await;
+    }
     let status = if created {
         StatusCode::ACCEPTED
     } else {
