@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
+/// Check-ins waiting at once before new ones are counted as failed.
+const MAX_IN_FLIGHT: u64 = 20_000;
+
 struct Args {
     addr: SocketAddr,
     rate: f64,
@@ -152,6 +155,15 @@ async fn main() {
             first_error.clone(),
             in_flight.clone(),
         );
+        // Past the cap the server is far behind: count the device as failed
+        // rather than run the generator out of descriptors.
+        if flying.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            fail.fetch_add(1, Ordering::Relaxed);
+            err.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(format!("{MAX_IN_FLIGHT} check-ins already waiting"));
+            continue;
+        }
         peak_in_flight = peak_in_flight.max(flying.fetch_add(1, Ordering::Relaxed) + 1);
         let addr = args.addr;
         tasks.spawn(async move {
