@@ -133,6 +133,28 @@ fn open_zip(path: &Path) -> Result<Archive> {
         .map_err(zip_err(format!("reading {} as a zip", path.display())))
 }
 
+/// Bytes a target-files zip's entries take once read into memory (the sum
+/// of the declared sizes of the entries the builder reads; an entry that
+/// inflates past its declared size is refused while reading). A directory
+/// is measured by its files' sizes.
+pub fn memory_needed(path: &Path) -> Result<u64> {
+    let md = std::fs::metadata(path).map_err(io(format!("opening {}", path.display())))?;
+    if md.is_dir() {
+        return Ok(md.len());
+    }
+    let mut zip = open_zip(path)?;
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let e = zip
+            .by_index_raw(i)
+            .map_err(zip_err(format!("reading {}", path.display())))?;
+        if wanted(e.name()) {
+            total = total.saturating_add(e.size());
+        }
+    }
+    Ok(total)
+}
+
 /// Reads the wanted entries, inflating them on all cores (each worker
 /// opens its own handle on the file).
 fn read_zip(path: &Path) -> Result<Raw> {
@@ -166,8 +188,21 @@ fn read_zip(path: &Path) -> Result<Raw> {
                 let node = if e.is_dir() {
                     RawNode::Dir { mode: perm }
                 } else {
-                    let mut data = Vec::with_capacity(e.size().min(1 << 30) as usize);
-                    e.read_to_end(&mut data).map_err(io(ctx()))?;
+                    // The declared size bounds what is read (and what
+                    // `memory_needed` promised): an entry that inflates
+                    // past it is refused, not followed.
+                    let declared = e.size();
+                    let mut data = Vec::with_capacity(declared.min(64 << 20) as usize);
+                    (&mut e)
+                        .take(declared.saturating_add(1))
+                        .read_to_end(&mut data)
+                        .map_err(io(ctx()))?;
+                    if data.len() as u64 > declared {
+                        return Err(AndroidError::Invalid(format!(
+                            "{}: entry {name} inflates past its declared size of {declared} bytes",
+                            path.display()
+                        )));
+                    }
                     if unix.is_some_and(|m| m & 0o170000 == 0o120000) {
                         let t = String::from_utf8(data).map_err(|_| {
                             AndroidError::Invalid(format!(

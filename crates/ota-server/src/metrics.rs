@@ -32,6 +32,14 @@ const UPLOAD_ROUTES: [(&str, &str); 4] = [
     ("POST", "/api/v1/builds/target-files"),
 ];
 
+/// Routes that serve downloads, and the kind each counts as.
+const DOWNLOAD_ROUTES: [(&str, &str); 4] = [
+    ("/otafiles/{hash}", "package"),
+    ("/rom/{hash}/{filename}", "rom"),
+    ("/api/v1/update/bundles/{name}", "bundle"),
+    ("/api/v1/update/confirm", "bundle"),
+];
+
 /// Series of one (method, route).
 #[derive(Default)]
 struct RouteSeries {
@@ -50,6 +58,8 @@ pub struct Metrics {
     routes: RwLock<HashMap<(Method, String), Arc<RouteSeries>>>,
     uploads: [AtomicU64; 2],
     upload_bytes: AtomicU64,
+    /// Downloads not yet added to the catalogue: (day, kind) → (count, bytes).
+    downloads: std::sync::Mutex<HashMap<(i64, &'static str), (i64, i64)>>,
     started: Instant,
     instance: String,
 }
@@ -61,6 +71,7 @@ impl Metrics {
             routes: RwLock::new(HashMap::new()),
             uploads: Default::default(),
             upload_bytes: AtomicU64::new(0),
+            downloads: std::sync::Mutex::new(HashMap::new()),
             started: Instant::now(),
             instance,
         }
@@ -98,6 +109,47 @@ impl Metrics {
         s.sum_micros
             .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
         s.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts a download started (a whole file, or a range from byte 0).
+    fn count_download(&self, kind: &'static str, bytes: u64) {
+        let day = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64 / 86_400);
+        let mut map = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry((day, kind)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += i64::try_from(bytes).unwrap_or(i64::MAX);
+    }
+
+    /// Takes the downloads counted since the last call.
+    pub fn take_downloads(&self) -> Vec<ota_store::DownloadCount> {
+        let map = std::mem::take(&mut *self.downloads.lock().unwrap_or_else(|p| p.into_inner()));
+        map.into_iter()
+            .map(
+                |((day, kind), (downloads, bytes))| ota_store::DownloadCount {
+                    day,
+                    kind: kind.to_owned(),
+                    downloads,
+                    bytes,
+                },
+            )
+            .collect()
+    }
+
+    /// Gives back counts that could not be stored, to try again later.
+    fn restore_downloads(&self, counts: Vec<ota_store::DownloadCount>) {
+        let mut map = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        for c in counts {
+            let kind = DOWNLOAD_ROUTES
+                .iter()
+                .map(|(_, k)| *k)
+                .find(|k| *k == c.kind)
+                .unwrap_or("package");
+            let e = map.entry((c.day, kind)).or_insert((0, 0));
+            e.0 += c.downloads;
+            e.1 += c.bytes;
+        }
     }
 
     /// The text exposition of every series, plus the gauges given.
@@ -244,10 +296,25 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The method as a label: the standard ones, every other as `OTHER` (a
+/// client may send any token as a method; each must not grow a series).
+fn method_label(m: &Method) -> Method {
+    match *m {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::OPTIONS
+        | Method::PATCH => m.clone(),
+        _ => Method::from_bytes(b"OTHER").unwrap_or(Method::GET),
+    }
+}
+
 /// The middleware that records every request.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -265,6 +332,14 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
             .unwrap_or(0);
         metrics.upload_bytes.fetch_add(declared, Ordering::Relaxed);
     }
+    let from_start = req
+        .headers()
+        .get(header::RANGE)
+        .is_none_or(|r| r.to_str().is_ok_and(|r| r.trim().starts_with("bytes=0-")));
+    let download = DOWNLOAD_ROUTES
+        .iter()
+        .find(|(r, _)| route == *r)
+        .map(|(_, kind)| *kind);
     let response = next.run(req).await;
     let status = response.status();
     if upload {
@@ -284,7 +359,34 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         started.elapsed().as_secs_f64(),
         bytes,
     );
+    if let Some(kind) = download.filter(|_| from_start && status.is_success()) {
+        metrics.count_download(kind, bytes);
+    }
     response
+}
+
+/// Adds the downloads counted here to the catalogue every `every`, until
+/// the runtime stops (a failed write keeps the counts for the next try).
+pub async fn store_downloads(state: AppState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        flush_downloads(&state).await;
+    }
+}
+
+/// Stores the downloads counted since the last flush.
+pub async fn flush_downloads(state: &AppState) {
+    let counts = state.metrics.take_downloads();
+    if counts.is_empty() {
+        return;
+    }
+    if let Err(e) = state.catalogue.add_download_counts(&counts).await {
+        tracing::warn!("storing download counts: {e}");
+        state.metrics.restore_downloads(counts);
+    }
 }
 
 /// `GET /metrics`.
@@ -321,6 +423,15 @@ pub async fn serve(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_other_method_shares_one_series() {
+        for m in ["FOO1", "FOO2", "PROPFIND"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(method_label(&m).as_str(), "OTHER");
+        }
+        assert_eq!(method_label(&Method::GET), Method::GET);
+    }
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {

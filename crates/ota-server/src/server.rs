@@ -248,6 +248,14 @@ impl Server {
                 state.metrics.clone(),
                 crate::metrics::track,
             ))
+            // Files publishers uploaded are served from this origin: a
+            // browser must never run one as a script or page.
+            .layer(
+                tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                    axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                    axum::http::HeaderValue::from_static("nosniff"),
+                ),
+            )
             .with_state(state);
         if per_request {
             // Answers differ by Host: caches in front must not share them.
@@ -295,6 +303,10 @@ impl Server {
             state.clone(),
             poll,
         )));
+        background.push(tokio::spawn(crate::metrics::store_downloads(
+            state.clone(),
+            Duration::from_secs(60),
+        )));
         let mut workers = crate::packs::runner::spawn(&state, &state.packs);
         if let Some((dir, every)) = self.watch.clone() {
             tracing::info!("publishing new versions found under {}", dir.display());
@@ -313,6 +325,7 @@ impl Server {
         for task in background {
             task.abort();
         }
+        crate::metrics::flush_downloads(&state).await;
         // A job cut here is taken over when its lease runs out.
         for w in workers {
             w.abort();

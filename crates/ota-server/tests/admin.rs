@@ -499,6 +499,10 @@ async fn lockout(s: TestServer) {
     );
     // …and works once the lock-out is over, clearing the count.
     tokio::time::sleep(quick_lockout().lockout + Duration::from_millis(200)).await;
+    // A wrong guess after the lock-out starts the count again: one guess
+    // does not lock the account for another period.
+    let (status, body) = b.sign_in("alice", "not the password at all").await;
+    assert_eq!(status, 401, "{body}");
     let (status, body) = b.sign_in("alice", PASSWORD).await;
     assert_eq!(status, 303, "{body}");
     assert_eq!(b.get("/admin").await.0, 200);

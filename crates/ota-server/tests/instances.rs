@@ -224,3 +224,31 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(!text.contains("xxxxxxxxxx"), "{text}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_counted_per_day_and_stored_at_shutdown() {
+    let s = start_with(|_| {}).await;
+    s.publish("app", "main", "1.0.0", &[7u8; 1000]).await;
+    let j: Value = reqwest::get(format!("{}/maxVersion?package=app&branch=main", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = j["remote"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    // Two downloads started, and one resumption that is not a new one.
+    for range in [None, Some("bytes=0-99"), Some("bytes=100-")] {
+        let mut r = client.get(&url);
+        if let Some(range) = range {
+            r = r.header("Range", range);
+        }
+        assert!(r.send().await.unwrap().status().is_success());
+    }
+    let db = s.database_url.clone();
+    let _dir = s.stop_keeping_data().await;
+    let cat = ota_store::Catalogue::open(&db).await.unwrap();
+    let counts = cat.download_counts_per_day(0).await.unwrap();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert_eq!((counts[0].result.as_str(), counts[0].count), ("package", 2));
+}

@@ -310,8 +310,14 @@ impl Catalogue {
         let t = now_ms();
         let lock_until = t.saturating_add(policy.lockout.as_millis() as i64);
         let row = sqlx::query(
-            "UPDATE admin_users SET failed_count = failed_count + 1,
-               locked_until = CASE WHEN failed_count + 1 >= $1 THEN $2 ELSE NULL END
+            // A lock-out that ran out starts the count again at this
+            // attempt (the WHERE lets a locked row through only then).
+            "UPDATE admin_users SET
+               failed_count = CASE WHEN locked_until IS NOT NULL THEN 1
+                                   ELSE failed_count + 1 END,
+               locked_until = CASE WHEN (CASE WHEN locked_until IS NOT NULL THEN 1
+                                              ELSE failed_count + 1 END) >= $1
+                                   THEN $2 ELSE NULL END
              WHERE name = $3 AND (locked_until IS NULL OR locked_until <= $4)
              RETURNING failed_count, password_hash",
         )

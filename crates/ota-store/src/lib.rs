@@ -29,6 +29,7 @@ mod blob;
 mod catalogue;
 mod deltas;
 mod devices;
+mod downloads;
 mod jobs;
 mod map_versions;
 mod migrate;
@@ -53,6 +54,7 @@ pub use catalogue::{
 };
 pub use deltas::{Delta, NewDelta};
 pub use devices::{Device, DeviceReport, NewReport, REPORTS_KEPT};
+pub use downloads::DownloadCount;
 pub use jobs::{Job, JobState, NewJob};
 pub use map_versions::{MapAppend, MapVersion};
 pub use private::create_private_dir;

@@ -458,6 +458,23 @@ Migration {
             target TEXT NOT NULL,
             detail TEXT NOT NULL)",
     ],
+},
+// Downloads per day and kind (package files, ROM builds, bundles), added
+// up by each server from its counters about once a minute.
+Migration {
+    version: 10,
+    sqlite: &["CREATE TABLE download_counts (
+            day INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            downloads INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            PRIMARY KEY (day, kind))"],
+    postgres: &["CREATE TABLE download_counts (
+            day BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            downloads BIGINT NOT NULL,
+            bytes BIGINT NOT NULL,
+            PRIMARY KEY (day, kind))"],
 }];
 
 /// Brings the schema up to date (or up to `upto`, for migration tests).

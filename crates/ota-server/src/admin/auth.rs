@@ -64,6 +64,15 @@ pub struct LoginForm {
     password: String,
 }
 
+/// Sign-in attempts hashed at once (one per core).
+fn sign_in_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 /// `POST /admin/login`.
 pub async fn login(
     State(state): State<AppState>,
@@ -81,6 +90,34 @@ pub async fn login(
         );
     }
     let secure = over_https(&state, &headers);
+    // Names are at most 64 bytes (store rules); a longer one is wrong
+    // without hashing anything, and never reaches the log whole.
+    if form.user.len() > 64 {
+        return login_page(
+            &state,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            "",
+            "wrong user name or password",
+        );
+    }
+    // Each attempt costs an argon2 verify (19 MiB, tens of ms): at most one
+    // per core at once, so a flood of sign-ins cannot take the memory and
+    // the cores the fleet is served with.
+    let Ok(_hashing) = sign_in_permits().try_acquire() else {
+        let mut r = login_page(
+            &state,
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &form.user,
+            "too many sign-ins at once: try again in a moment",
+        )?;
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("2"),
+        );
+        return Ok(r);
+    };
     match state
         .catalogue
         .admin_sign_in(&form.user, &form.password, &state.admin.lockout)

@@ -23,9 +23,9 @@ pub fn esc(s: &str) -> String {
 
 fn colour(result: &str) -> &'static str {
     match result {
-        "success" => "#2e7d32",
+        "success" | "package" => "#2e7d32",
         "failure" => "#c62828",
-        "rolled-back" => "#ef6c00",
+        "rolled-back" | "rom" => "#ef6c00",
         "up-to-date" => "#90a4ae",
         _ => "#5c6bc0",
     }
@@ -34,6 +34,35 @@ fn colour(result: &str) -> &'static str {
 /// Stacked bars of reports per day and result for the `days` days ending
 /// with `today` (days since 1970-01-01).
 pub fn results_per_day(counts: &[DayCount], today: i64, days: i64) -> String {
+    stacked_per_day(
+        counts,
+        today,
+        days,
+        "Update results per day",
+        &["success", "failure", "rolled-back", "up-to-date", "skipped"],
+    )
+}
+
+/// Stacked bars of downloads started per day and kind (package files,
+/// ROM builds, bundles).
+pub fn downloads_per_day(counts: &[DayCount], today: i64, days: i64) -> String {
+    stacked_per_day(
+        counts,
+        today,
+        days,
+        "Downloads per day",
+        &["package", "rom", "bundle"],
+    )
+}
+
+/// Stacked bars of `counts` per day, one colour per series of `legend`.
+fn stacked_per_day(
+    counts: &[DayCount],
+    today: i64,
+    days: i64,
+    title: &str,
+    legend: &[&str],
+) -> String {
     let (w, h, pad) = (640.0f64, 200.0f64, 24.0f64);
     let first = today - days + 1;
     let mut totals = vec![0i64; days as usize];
@@ -50,7 +79,8 @@ pub fn results_per_day(counts: &[DayCount], today: i64, days: i64) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="update results per day"><title>Update results per day</title>"#
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{t}"><title>{t}</title>"#,
+        t = esc(title)
     );
     let mut stacked = vec![0i64; days as usize];
     for c in counts {
@@ -91,7 +121,7 @@ pub fn results_per_day(counts: &[DayCount], today: i64, days: i64) -> String {
         }
     }
     let mut lx = pad;
-    for r in ["success", "failure", "rolled-back", "up-to-date", "skipped"] {
+    for r in legend {
         let _ = write!(
             svg,
             r#"<rect x="{lx}" y="4" width="10" height="10" fill="{}"/><text x="{}" y="13" font-size="10">{r}</text>"#,

@@ -67,6 +67,10 @@ pub async fn page(State(state): State<AppState>, Extension(s): Extension<Session
     let since = (now / 86_400 - CHART_DAYS + 1) * 86_400;
     let per_day = cat.report_counts_per_day(since).await?;
     let chart = charts::results_per_day(&per_day, now / 86_400, CHART_DAYS);
+    let downloads = cat
+        .download_counts_per_day(now / 86_400 - CHART_DAYS + 1)
+        .await?;
+    let downloads_chart = charts::downloads_per_day(&downloads, now / 86_400, CHART_DAYS);
     templates::page(
         &s,
         "dashboard.html",
@@ -76,6 +80,7 @@ pub async fn page(State(state): State<AppState>, Extension(s): Extension<Session
             jobs => jobs.iter().map(job_json).collect::<Vec<_>>(),
             errors => errors,
             results_chart => chart,
+            downloads_chart => downloads_chart,
         },
     )
 }

@@ -70,6 +70,21 @@ async fn work(state: AppState, packs: Arc<Packs>, worker: String) {
 async fn run(state: &AppState, packs: &Arc<Packs>, worker: &str, job: Job) {
     let started = std::time::Instant::now();
     let j = &job.job;
+    // Each claim counts an attempt, also the claims of a job whose server
+    // died running it: one that kills its servers (out of memory, say) is
+    // given up instead of taking every server down in turn.
+    if job.attempts > packs.config.max_attempts {
+        let msg = format!(
+            "given up after {} attempts that ended without a result (the server running it \
+             stopped or was killed)",
+            job.attempts - 1
+        );
+        tracing::warn!(id = job.id, "{msg}");
+        if let Err(e) = state.catalogue.fail_job(job.id, worker, &msg, None).await {
+            tracing::warn!("recording job {} failed: {e}", job.id);
+        }
+        return;
+    }
     tracing::info!(
         id = job.id,
         package = j.package,

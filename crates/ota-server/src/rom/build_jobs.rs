@@ -76,10 +76,30 @@ pub(crate) async fn run(state: &AppState, packs: &Arc<Packs>, job: &Job) -> anyh
         .prefix(&format!("job-{}-", job.id))
         .tempdir_in(&packs.work_dir)
         .context("creating a work directory")?;
-    // Target-files are read whole into memory, a few times their size.
-    let input: u64 = target.1 + source.as_ref().map_or(0, |s| s.1);
-    let need_mib = ((input * 4) >> 20).max(1);
-    let permits = need_mib.min(u64::from(packs.memory_permits)) as u32;
+    // Target-files are read whole into memory: what their entries declare
+    // (reading refuses an entry that inflates past it), twice over for the
+    // package being written. More than the whole budget never runs.
+    let paths: Vec<PathBuf> = std::iter::once(target.0.clone())
+        .chain(source.as_ref().map(|s| s.0.clone()))
+        .collect();
+    let declared = tokio::task::spawn_blocking(move || {
+        paths.iter().try_fold(0u64, |sum, p| {
+            ota_android::target_files::memory_needed(p).map(|n| sum.saturating_add(n))
+        })
+    })
+    .await
+    .context("measuring the target-files")?
+    .map_err(|e| Permanent(e.to_string()))?;
+    let need_mib = (declared.saturating_mul(2) >> 20).max(1);
+    if need_mib > u64::from(packs.memory_permits) {
+        return Err(Permanent(format!(
+            "the target-files need about {need_mib} MiB of memory to build from, more than \
+             this server's job memory budget (--pack-memory, {} MiB)",
+            packs.memory_permits
+        ))
+        .into());
+    }
+    let permits = need_mib as u32;
     let memory = packs
         .memory
         .acquire_many(permits)

@@ -15,11 +15,21 @@ document.addEventListener("DOMContentLoaded", function () {
         if (e.lengthComputable) { bar.value = Math.round(100 * e.loaded / e.total); }
       });
       xhr.addEventListener("load", function () {
-        // The server answers with the page to show (a redirect is followed).
-        document.open();
-        document.write(xhr.responseText);
-        document.close();
-        if (xhr.responseURL) { history.replaceState(null, "", xhr.responseURL); }
+        if (xhr.status < 400 && xhr.responseURL) {
+          // Stored: the server redirected to the page to show; go there.
+          window.location.assign(xhr.responseURL);
+          return;
+        }
+        // Refused: show the reason as text (never the answer as markup).
+        bar.hidden = true;
+        var page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+        var main = page.querySelector("main");
+        var note = form.querySelector("p.upload-error") || document.createElement("p");
+        note.className = "upload-error error";
+        note.setAttribute("role", "alert");
+        note.textContent = "Refused (" + xhr.status + "): " +
+          (main ? main.textContent : xhr.statusText).trim();
+        form.appendChild(note);
       });
       xhr.addEventListener("error", function () { bar.hidden = true; form.submit(); });
       xhr.send(new FormData(form));
