@@ -47,7 +47,6 @@ pub use admin::{
     AuditEntry, LockoutPolicy, NewSession, SignIn, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN,
     SESSION_LIFETIME,
 };
-pub use blob::{BlobStore, BlobWriter, CommitError, Committed, DataDirLock};
 pub use blob::{
     BadBlobsUrl, BlobBackend, BlobError, BlobStore, BlobWriter, CommitError, Committed,
     DataDirLock, ObjectInfo, S3Config, CONNECT_TIMEOUT, DEFAULT_ORPHAN_GRACE, DEFAULT_PART_SIZE,
