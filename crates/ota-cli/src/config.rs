@@ -12,6 +12,7 @@
 //! drain_timeout = "30s"
 //! max_connections = 4096
 //! max_connections_per_ip = 256
+//! blobs = "s3://ota?endpoint=http://127.0.0.1:3900&region=garage"
 //!
 //! [publish]
 //! server = "https://ota.example.com"
@@ -39,6 +40,7 @@ pub struct Settings {
     drain_timeout: Option<String>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    blobs: Option<String>,
     #[serde(default)]
     pub publish: PublishSettings,
 }
@@ -67,6 +69,7 @@ pub struct ServeOptions {
     pub drain_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    pub blobs: Option<String>,
 }
 
 impl Settings {
@@ -121,7 +124,11 @@ impl Settings {
             drain_timeout,
             max_connections,
             max_connections_per_ip,
+            blobs,
         } = opts;
+        if let Some(b) = blobs.or_else(|| self.blobs.clone()) {
+            c.blobs = ota_store::BlobBackend::parse(&b)?;
+        }
         if let Some(l) = listen.or_else(|| self.listen.clone()) {
             c.listen = l
                 .parse::<SocketAddr>()

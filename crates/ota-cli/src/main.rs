@@ -153,6 +153,16 @@ struct ServeArgs {
     /// or DIR/<package>/<branch>/<version>.<ext> (a file)
     #[arg(long, env = "OTA_WATCH", value_name = "DIR")]
     watch: Option<PathBuf>,
+    /// Where blobs are kept: `local` (the data directory) or an S3-compatible
+    /// object store, s3://BUCKET[/PREFIX]?endpoint=http://HOST:PORT&region=REGION
+    /// (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); the data
+    /// directory is then a cache [default: local]
+    #[arg(long, env = "OTA_BLOBS", value_name = "URL")]
+    blobs: Option<String>,
+    /// With an object store: answer blob downloads with a redirect to a
+    /// presigned URL valid this long (e.g. 300, 10m) instead of streaming them
+    #[arg(long, env = "OTA_BLOBS_PRESIGN", value_name = "SECONDS")]
+    blobs_presign: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +295,7 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
             drain_timeout: args.drain_timeout,
             max_connections: args.max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
+            blobs: args.blobs,
         },
     )?;
     let mut config = config;
@@ -308,6 +319,19 @@ async fn serve(file: Settings, args: ServeArgs) -> Result<()> {
         let d = humantime::parse_duration(l).with_context(|| format!("--pack-lease {l:?}"))?;
         anyhow::ensure!(d.as_secs() >= 3, "--pack-lease must be at least 3s");
         config.packs.lease = d;
+    }
+    if let Some(p) = &args.blobs_presign {
+        let d = match p.parse::<u64>() {
+            Ok(secs) => std::time::Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(p)
+                .with_context(|| format!("--blobs-presign {p:?} (seconds, or e.g. 10m)"))?,
+        };
+        // SigV4 presigned URLs live at most 7 days.
+        anyhow::ensure!(
+            (1..=7 * 24 * 3600).contains(&d.as_secs()),
+            "--blobs-presign must be from 1 second to 7 days"
+        );
+        config.blobs_presign = Some(d);
     }
     if let Some(b) = &args.bundle_cache {
         config.bundle_cache = ota_core::size::parse_size(b).context("--bundle-cache")?;

@@ -299,7 +299,7 @@ pub async fn delete_version_as(
         .await?;
     if state.catalogue.references(&gone.sha256).await? == 0 {
         if let Ok(h) = ota_core::Sha256Hex::parse(&gone.sha256) {
-            if let Err(e) = state.blobs.remove(&h) {
+            if let Err(e) = state.blobs.remove(&h).await {
                 tracing::warn!("removing blob {h}: {e}");
             }
         }

@@ -7,12 +7,19 @@
 //! after their rename, so the map stays valid (an unlink keeps it alive),
 //! and the socket is fed straight from the page cache with no copy through
 //! a user-space buffer.
+//!
+//! With an object store, a blob missing from the local cache is streamed
+//! from the store: a HEAD for its length, then a GET of just the range
+//! asked for (so a resumed download never fetches the whole object first),
+//! and the cache is filled in the background for the next request. With
+//! `--blobs-presign`, blob downloads are answered with a `302` to a
+//! presigned URL instead.
 
 use crate::error::{ApiError, PlainError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use ota_core::Sha256Hex;
@@ -91,22 +98,101 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 )]
 pub async fn get_file(
     State(state): State<AppState>,
+    method: Method,
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, PlainError> {
     let hash = Sha256Hex::parse(&hash).map_err(|_| {
         ApiError::bad_request("malformed file name: expected a SHA-256 (64 hex characters)")
     })?;
-    let path = state.blobs.path_of(&hash);
-    serve_file(
-        path,
-        &format!("\"{hash}\""),
-        &headers,
-        "public, max-age=31536000, immutable",
-        "application/octet-stream",
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("no file with SHA-256 {hash}")).into())
+    serve_blob(&state, &method, &hash, &headers, "application/octet-stream")
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no file with SHA-256 {hash}")).into())
+}
+
+/// Cache-Control of content-addressed files.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// Serves a blob: from the local copy, else (object store) a redirect to a
+/// presigned URL or the range streamed from the store. `None` when no
+/// backend has it.
+pub async fn serve_blob(
+    state: &AppState,
+    method: &Method,
+    hash: &Sha256Hex,
+    headers: &HeaderMap,
+    content_type: &'static str,
+) -> Result<Option<Response>, PlainError> {
+    let etag = format!("\"{hash}\"");
+    if state.presign.is_none() {
+        if let Some(r) = serve_file(
+            state.blobs.path_of(hash),
+            &etag,
+            headers,
+            IMMUTABLE,
+            content_type,
+        )
+        .await?
+        {
+            return Ok(Some(r));
+        }
+    }
+    if !state.blobs.is_remote() {
+        return Ok(None);
+    }
+    serve_remote(state, method, hash, &etag, headers, content_type).await
+}
+
+/// The object store part of [`serve_blob`].
+async fn serve_remote(
+    state: &AppState,
+    method: &Method,
+    hash: &Sha256Hex,
+    etag: &str,
+    headers: &HeaderMap,
+    content_type: &'static str,
+) -> Result<Option<Response>, PlainError> {
+    let unavailable =
+        |e| crate::upload::store_unavailable("reading a blob from the object store", e);
+    let Some(info) = state.blobs.head_remote(hash).await.map_err(unavailable)? else {
+        return Ok(None);
+    };
+    if let Some(expires) = state.presign {
+        let url = state
+            .blobs
+            .presign(hash, expires)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| ApiError::internal("signing a download URL", "no object store"))?;
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, url)
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Body::empty())
+            .map(Some)
+            .map_err(|e| ApiError::internal("building a response", e).into());
+    }
+    let len = info.size;
+    let plan = plan(headers, etag, len);
+    let range = match plan {
+        Plan::Full if len > 0 => Some(0..len),
+        Plan::Partial(first, last) => Some(first..last + 1),
+        _ => None,
+    };
+    let body = match range {
+        Some(r) if *method != Method::HEAD => {
+            let stream = state
+                .blobs
+                .read_remote(hash, Some(r))
+                .await
+                .map_err(unavailable)?;
+            // The next request is served from the cache.
+            state.blobs.spawn_fill(hash);
+            Body::from_stream(stream)
+        }
+        _ => Body::empty(),
+    };
+    respond(plan, etag, len, IMMUTABLE, content_type, |_, _| body).map(Some)
 }
 
 /// Serves a file that never changes once in place (a blob, a cached
@@ -143,22 +229,38 @@ pub async fn serve_file(
     let Some((len, map)) = opened else {
         return Ok(None);
     };
+    let all = map.map(Bytes::from_owner).unwrap_or_default();
+    respond(
+        plan(headers, etag, len),
+        etag,
+        len,
+        cache_control,
+        content_type,
+        |a, b| Body::from(all.slice(a as usize..b as usize)),
+    )
+    .map(Some)
+}
 
-    let mut builder = Response::builder()
-        .header(header::ETAG, etag)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, cache_control);
+/// What a request for a file of `len` bytes gets.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// `If-None-Match` matched.
+    NotModified,
+    /// The whole file.
+    Full,
+    /// Inclusive byte range.
+    Partial(u64, u64),
+    /// `416`.
+    Unsatisfiable,
+}
+
+fn plan(headers: &HeaderMap, etag: &str, len: u64) -> Plan {
     if let Some(inm) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
         if etag_matches(inm, etag) {
-            return Ok(Some(
-                builder
-                    .status(StatusCode::NOT_MODIFIED)
-                    .body(Body::empty())
-                    .map_err(|e| ApiError::internal("building a response", e))?,
-            ));
+            return Plan::NotModified;
         }
     }
     // If-Range: honour Range only when the validator is our (strong) ETag.
@@ -166,34 +268,49 @@ pub async fn serve_file(
         Some(v) => v.trim() == etag,
         None => true,
     };
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) if range_allowed => parse_range(r, len),
-        _ => RangeRequest::Full,
-    };
-    let all = map.map(Bytes::from_owner).unwrap_or_default();
-    let response = match range {
-        RangeRequest::Full => builder
+    match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if range_allowed => match parse_range(r, len) {
+            RangeRequest::Full => Plan::Full,
+            RangeRequest::Partial(a, b) => Plan::Partial(a, b),
+            RangeRequest::Unsatisfiable => Plan::Unsatisfiable,
+        },
+        _ => Plan::Full,
+    }
+}
+
+/// The response for `plan`; `body(start, end)` gives the bytes
+/// `start..end` (exclusive end).
+fn respond(
+    plan: Plan,
+    etag: &str,
+    len: u64,
+    cache_control: &'static str,
+    content_type: &'static str,
+    body: impl FnOnce(u64, u64) -> Body,
+) -> Result<Response, PlainError> {
+    let builder = Response::builder()
+        .header(header::ETAG, etag)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, cache_control);
+    let response = match plan {
+        Plan::NotModified => builder.status(StatusCode::NOT_MODIFIED).body(Body::empty()),
+        Plan::Full => builder
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, content_type)
             .header(header::CONTENT_LENGTH, len)
-            .body(Body::from(all)),
-        RangeRequest::Partial(first, last) => {
-            let (a, b) = (first as usize, last as usize + 1);
-            builder = builder
-                .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::CONTENT_TYPE, content_type)
-                .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{len}"))
-                .header(header::CONTENT_LENGTH, b - a);
-            builder.body(Body::from(all.slice(a..b)))
-        }
-        RangeRequest::Unsatisfiable => builder
+            .body(body(0, len)),
+        Plan::Partial(first, last) => builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{len}"))
+            .header(header::CONTENT_LENGTH, last + 1 - first)
+            .body(body(first, last + 1)),
+        Plan::Unsatisfiable => builder
             .status(StatusCode::RANGE_NOT_SATISFIABLE)
             .header(header::CONTENT_RANGE, format!("bytes */{len}"))
             .body(Body::empty()),
     };
-    response
-        .map(Some)
-        .map_err(|e| ApiError::internal("building a response", e).into())
+    response.map_err(|e| ApiError::internal("building a response", e).into())
 }
 
 #[cfg(test)]

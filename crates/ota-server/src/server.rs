@@ -10,7 +10,7 @@ use crate::{api_v1, devices, download, legacy, strategies};
 use anyhow::Context;
 use axum::routing::{get, post, put};
 use axum::Router;
-use ota_store::{BlobStore, Catalogue, DataDirLock};
+use ota_store::{BlobBackend, BlobStore, Catalogue, DataDirLock};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +53,13 @@ pub struct ServerConfig {
     pub watch_interval: Duration,
     /// The web admin's settings.
     pub admin: crate::admin::AdminConfig,
+    /// Where blobs are kept: the data directory, or an S3-compatible
+    /// object store with the data directory as its cache (`--blobs`).
+    pub blobs: BlobBackend,
+    /// With an object store: answer blob downloads with a redirect to a
+    /// presigned URL valid this long (`--blobs-presign`), instead of
+    /// streaming them through the server.
+    pub blobs_presign: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -73,6 +80,8 @@ impl ServerConfig {
             watch: None,
             watch_interval: Duration::from_secs(2),
             admin: crate::admin::AdminConfig::default(),
+            blobs: BlobBackend::Local,
+            blobs_presign: None,
         }
     }
 
@@ -125,11 +134,22 @@ impl Server {
     /// what a crash left behind and binds the listening socket.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
         ota_store::create_private_dir(&config.data_dir)?;
-        let blobs = BlobStore::open(&config.data_dir)
-            .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
+        if config.blobs_presign.is_some() && config.blobs == BlobBackend::Local {
+            anyhow::bail!(
+                "--blobs-presign needs an object store (--blobs s3://…): local blobs have no \
+                 presigned URLs"
+            );
+        }
+        let blobs = BlobStore::open_with(&config.data_dir, &config.blobs)
+            .with_context(|| format!("opening the blob store ({})", config.blobs))?;
         let lock = blobs.lock().context("locking the data directory")?;
         let catalogue = Catalogue::open(&config.database_url()).await?;
-        let (tmp, orphans) = ota_store::recover(&catalogue, &blobs).await?;
+        // With an object store this lists the bucket: a wrong endpoint,
+        // bucket or key fails here, at start, with the store's answer.
+        let (tmp, orphans) = ota_store::recover(&catalogue, &blobs)
+            .await
+            .with_context(|| format!("start-up cleanup of the blob store ({})", config.blobs))?;
+        tracing::info!("blobs: {}", blobs.describe());
         if tmp + orphans > 0 {
             tracing::info!(
                 "recovery removed {tmp} unfinished upload(s) and {orphans} orphan blob(s)"
@@ -155,6 +175,7 @@ impl Server {
             rom: Arc::new(crate::rom::cache::RomCache::default()),
             metrics: Arc::new(crate::metrics::Metrics::new(addr.to_string())),
             admin: Arc::new(config.admin),
+            presign: config.blobs_presign,
         };
         let queued = state.packs.reconcile(&state.catalogue).await?;
         if queued > 0 {
@@ -307,6 +328,9 @@ impl Server {
             state.clone(),
             Duration::from_secs(60),
         )));
+        if let Some(grace) = state.blobs.orphan_grace() {
+            background.push(tokio::spawn(collect_orphans(state.clone(), grace)));
+        }
         let mut workers = crate::packs::runner::spawn(&state, &state.packs);
         if let Some((dir, every)) = self.watch.clone() {
             tracing::info!("publishing new versions found under {}", dir.display());
@@ -332,6 +356,22 @@ impl Server {
         }
         state.catalogue.close().await;
         Ok(())
+    }
+}
+
+/// With an object store: deletes objects no row references once they are
+/// older than the grace period (a deleted version's blob, an upload whose
+/// row was never written), every quarter of the grace period (between a
+/// minute and an hour). Start-up cleanup does the same at start.
+async fn collect_orphans(state: AppState, grace: Duration) {
+    let every = (grace / 4).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+    loop {
+        tokio::time::sleep(every).await;
+        match ota_store::collect_orphans(&state.catalogue, &state.blobs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("deleted {n} unreferenced object(s) from the object store"),
+            Err(e) => tracing::warn!("collecting unreferenced objects: {e}"),
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Web admin settings (sign-in lock-out).
     pub admin: Arc<crate::admin::AdminConfig>,
+    /// Blob downloads redirect to presigned object-store URLs valid this
+    /// long (`--blobs-presign`).
+    pub presign: Option<Duration>,
 }
 
 impl AppState {

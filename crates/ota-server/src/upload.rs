@@ -72,6 +72,28 @@ impl From<MultipartError> for UploadError {
     }
 }
 
+/// A commit that failed as an answer: 304-style mismatches are the
+/// caller's; the object store being down is 503 (nothing was recorded, the
+/// client may retry); a full disk 507.
+pub fn commit_error(context: &str, e: CommitError) -> ApiError {
+    match e {
+        CommitError::Io(e) => io_error(context, e),
+        CommitError::Store(e) => store_unavailable(context, e),
+        e @ CommitError::HashMismatch { .. } => ApiError::internal(context, e),
+    }
+}
+
+/// The object store failed: 503, details in the log and the message (they
+/// name the store's answer, never credentials).
+pub fn store_unavailable(context: &str, e: ota_store::BlobError) -> ApiError {
+    tracing::warn!("{context}: {e}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        format!("the blob store is unavailable while {context}; nothing was stored, retry later"),
+    )
+}
+
 /// An I/O error as an answer: 507 when the disk is full, else 500.
 pub fn io_error(context: &str, e: std::io::Error) -> ApiError {
     if e.kind() == std::io::ErrorKind::StorageFull {
@@ -478,14 +500,13 @@ pub async fn publish_file(
         )
         .into());
     }
-    let blobs = state.blobs.clone();
     let declared = content.sha256().clone();
-    let committed = tokio::task::spawn_blocking(move || file.commit(&blobs, Some(&declared)))
+    let committed = file
+        .commit(&state.blobs, Some(&declared))
         .await
-        .map_err(|e| ApiError::internal("storing an upload", e))?
         .map_err(|e| match e {
             CommitError::HashMismatch { .. } => UploadError::HashMismatch(e.to_string()),
-            CommitError::Io(e) => io_error("storing an upload", e).into(),
+            e => commit_error("storing an upload", e).into(),
         })?;
     let new = NewEntry {
         package: package.clone(),
@@ -542,7 +563,7 @@ pub async fn publish_file(
             // Another server sharing the database won the race.
             if committed.created && state.catalogue.references(committed.hash.as_str()).await? == 0
             {
-                let _ = state.blobs.remove(&committed.hash);
+                let _ = state.blobs.remove(&committed.hash).await;
             }
             same_or_conflict(existing, content)
         }

@@ -42,6 +42,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The blob store failed.
+    #[error("{context}: {source}")]
+    Blob {
+        /// What was being done.
+        context: String,
+        /// The blob store's error.
+        #[source]
+        source: crate::BlobError,
+    },
     /// The database URL names no supported backend.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
@@ -61,6 +70,12 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn db(context: impl Into<String>, source: sqlx::Error) -> Self {
         StoreError::Db {
+            context: context.into(),
+            source,
+        }
+    }
+    pub(crate) fn blob(context: impl Into<String>, source: crate::BlobError) -> Self {
+        StoreError::Blob {
             context: context.into(),
             source,
         }

@@ -13,7 +13,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let blobs = BlobStore::open(dir.path())?;
 //! let catalogue = Catalogue::open(&Catalogue::sqlite_url_for(dir.path())).await?;
-//! let blob = blobs.put_bytes(b"package bytes")?; // durable first…
+//! let blob = blobs.put_bytes(b"package bytes").await?; // durable first…
 //! let entry = NewEntry {
 //!     package: "org.example.app".into(), branch: "main".into(), version: "1.0.0".into(),
 //!     content: r#"{"package":"org.example.app","version":"1.0.0"}"#.into(),
@@ -34,6 +34,7 @@ mod jobs;
 mod map_versions;
 mod migrate;
 mod private;
+mod recover;
 mod rom;
 mod rom_admin;
 mod rom_fields;
@@ -47,7 +48,11 @@ pub use admin::{
     AuditEntry, LockoutPolicy, NewSession, SignIn, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN,
     SESSION_LIFETIME,
 };
-pub use blob::{BlobStore, BlobWriter, CommitError, Committed, DataDirLock};
+pub use blob::{
+    BadBlobsUrl, BlobBackend, BlobError, BlobStore, BlobWriter, CommitError, Committed,
+    DataDirLock, ObjectInfo, S3Config, CONNECT_TIMEOUT, DEFAULT_ORPHAN_GRACE, DEFAULT_PART_SIZE,
+    MIN_PART_SIZE, OPS_TIMEOUT, READ_IDLE_TIMEOUT,
+};
 pub use catalogue::{
     Backend, Catalogue, Entry, KeyAuth, KeyInfo, NewEntry, PackageSummary, PublishOutcome,
     StoreError,
@@ -58,6 +63,7 @@ pub use downloads::DownloadCount;
 pub use jobs::{Job, JobState, NewJob};
 pub use map_versions::{MapAppend, MapVersion};
 pub use private::create_private_dir;
+pub use recover::{collect_orphans, recover};
 pub use rom::{
     rom_package, NewRomBuild, NewRomIncremental, RomBuild, RomDevice, RomIncremental, RomPublish,
     INCREMENTAL_FORMAT, ROM_REPORTS_KEPT,
@@ -69,30 +75,3 @@ pub use rom_fields::{
 };
 pub use rom_target_files::{NewRomTargetFiles, RomTargetFiles};
 pub use strategies::StoredStrategies;
-
-/// Removes what a crash can leave behind: temporary upload files, and blobs
-/// that no catalogue row references (a crash between storing a blob and
-/// writing its row). Call it at start-up while holding the [`DataDirLock`].
-/// Returns (temporary files removed, orphan blobs removed).
-pub async fn recover(
-    catalogue: &Catalogue,
-    blobs: &BlobStore,
-) -> Result<(usize, usize), StoreError> {
-    let tmp = blobs
-        .clean_tmp()
-        .map_err(|e| StoreError::io("cleaning temporary uploads", e))?;
-    let referenced = catalogue.all_hashes().await?;
-    let mut orphans = 0;
-    for hash in blobs
-        .list()
-        .map_err(|e| StoreError::io("listing blobs", e))?
-    {
-        if !referenced.contains(hash.as_str()) {
-            blobs
-                .remove(&hash)
-                .map_err(|e| StoreError::io("removing an orphan blob", e))?;
-            orphans += 1;
-        }
-    }
-    Ok((tmp, orphans))
-}

@@ -47,3 +47,38 @@ pub async fn fresh_postgres(test: &str) -> Result<Option<String>, StoreError> {
     };
     Ok(Some(format!("{base}/{name}{query}")))
 }
+
+/// The environment variable naming the S3-compatible store for tests
+/// (`.ci/start-garage.sh` prints it with the credentials).
+pub const S3_ENV: &str = "OTA_TEST_S3_URL";
+
+/// The test object store ([`S3_ENV`]) under a new random prefix, so tests
+/// sharing the bucket never see each other's objects; `extra` is appended
+/// to the query (e.g. `part_size=5MiB`). `None` (after printing a notice,
+/// or a panic under [`STRICT_ENV`]) when [`S3_ENV`] or the credentials are
+/// unset.
+pub fn fresh_s3(test: &str, extra: &str) -> Option<crate::BlobBackend> {
+    let Ok(url) = std::env::var(S3_ENV) else {
+        skip(&format!(
+            "{S3_ENV} is unset (.ci/start-garage.sh prints it): no S3 run of {test}"
+        ));
+        return None;
+    };
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        skip(&format!(
+            "AWS_ACCESS_KEY_ID is unset (.ci/start-garage.sh prints it): no S3 run of {test}"
+        ));
+        return None;
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let prefix = format!("t{:016x}", rand::random::<u64>());
+    let mut text = format!("{}/{prefix}?{query}", base.trim_end_matches('/'));
+    if !extra.is_empty() {
+        text.push('&');
+        text.push_str(extra);
+    }
+    match crate::BlobBackend::parse(&text) {
+        Ok(b) => Some(b),
+        Err(e) => panic!("{S3_ENV}: {e}"),
+    }
+}

@@ -227,15 +227,15 @@ both_backends!(
     |url: String, dir: std::path::PathBuf| async move {
         let cat = Catalogue::open(&url).await.unwrap();
         let blobs = BlobStore::open(&dir).unwrap();
-        let kept = blobs.put_bytes(b"kept").unwrap();
-        let orphan = blobs.put_bytes(b"orphan").unwrap();
+        let kept = blobs.put_bytes(b"kept").await.unwrap();
+        let orphan = blobs.put_bytes(b"orphan").await.unwrap();
         cat.publish(&entry("app", "main", "1", kept.hash.as_str()))
             .await
             .unwrap();
         std::mem::forget(blobs.begin().unwrap()); // a crashed upload's temp file
         assert_eq!(recover(&cat, &blobs).await.unwrap(), (1, 1));
-        assert!(blobs.contains(&kept.hash));
-        assert!(!blobs.contains(&orphan.hash));
+        assert!(blobs.contains(&kept.hash).await.unwrap());
+        assert!(!blobs.contains(&orphan.hash).await.unwrap());
     }
 );
 
@@ -342,7 +342,7 @@ both_backends!(
     |url: String, dir: std::path::PathBuf| async move {
         let cat = Catalogue::open(&url).await.unwrap();
         let blobs = BlobStore::open(&dir).unwrap();
-        let pack = blobs.put_bytes(b"pack").unwrap();
+        let pack = blobs.put_bytes(b"pack").await.unwrap();
         let sha = pack.hash.as_str();
         let g0 = cat.generation().await.unwrap();
         let a = cat
@@ -376,7 +376,7 @@ both_backends!(
         // A delta's blob is referenced: start-up recovery keeps it.
         assert_eq!(cat.references(sha).await.unwrap(), 3);
         assert_eq!(recover(&cat, &blobs).await.unwrap(), (0, 0));
-        assert!(blobs.contains(&pack.hash));
+        assert!(blobs.contains(&pack.hash).await.unwrap());
     }
 );
 

@@ -326,9 +326,12 @@ both_backends!(
     |url: String, dir: std::path::PathBuf| async move {
         let cat = Catalogue::open(&url).await.unwrap();
         let blobs = BlobStore::open(&dir.join("data")).unwrap();
-        let full = blobs.put_bytes(b"full build").unwrap();
-        let inc = blobs.put_bytes(b"incremental").unwrap();
-        let orphan = blobs.put_bytes(b"crash between blob and row").unwrap();
+        let full = blobs.put_bytes(b"full build").await.unwrap();
+        let inc = blobs.put_bytes(b"incremental").await.unwrap();
+        let orphan = blobs
+            .put_bytes(b"crash between blob and row")
+            .await
+            .unwrap();
         let mut b = build("hammerhead", "nightly", "eng.1", 100, 1);
         b.sha256 = full.hash.to_string();
         inserted(&cat, &b).await;
@@ -346,8 +349,10 @@ both_backends!(
         assert_eq!(cat.references(full.hash.as_str()).await.unwrap(), 2);
         let (_, removed) = recover(&cat, &blobs).await.unwrap();
         assert_eq!(removed, 1, "only the orphan goes");
-        assert!(blobs.contains(&full.hash) && blobs.contains(&inc.hash));
-        assert!(!blobs.contains(&orphan.hash));
+        assert!(
+            blobs.contains(&full.hash).await.unwrap() && blobs.contains(&inc.hash).await.unwrap()
+        );
+        assert!(!blobs.contains(&orphan.hash).await.unwrap());
     }
 );
 

@@ -5,6 +5,12 @@
 //! packs it holds: the same path gives the same bundle, and new packs give
 //! a new one. Building is single-flight per path. The directory is cleared
 //! at start and bounded in bytes (oldest bundles go first).
+//!
+//! With an object store, the packs are fetched into the blob cache first
+//! (`ensure_local`), and each built bundle is also put in the store in the
+//! background (`BlobStore::share`), so a download resumed through another
+//! instance finds it; no row references it, so start-up cleanup removes it
+//! once the store's grace period is over.
 
 use crate::packs::maps::PackRef;
 use anyhow::Context;
@@ -87,27 +93,42 @@ impl BundleCache {
         if let Some(b) = self.lock().by_key.get(&key) {
             return Ok(b.clone());
         }
-        let hops: Vec<(PathBuf, String, [u8; 64])> = packs
-            .iter()
-            .map(|p| {
-                (
-                    blobs.path_of(&p.sha256),
-                    p.target_digest.clone(),
-                    p.signature,
-                )
-            })
-            .collect();
-        let dir = self.dir.clone();
-        let built = tokio::task::spawn_blocking(move || build(&dir, &hops))
-            .await
-            .context("building a bundle")
-            .and_then(|r| r);
+        let built = self.build_from(blobs, packs).await;
         if let Ok(bundle) = &built {
             self.insert(key.clone(), bundle.clone());
+            if blobs.is_remote() {
+                let (blobs, b) = (blobs.clone(), bundle.clone());
+                tokio::spawn(async move {
+                    let Ok(hash) = Sha256Hex::parse(&b.sha256) else {
+                        return;
+                    };
+                    if let Err(e) = blobs.share(&b.path, &hash, b.size).await {
+                        tracing::warn!("putting bundle {hash} in the object store: {e}");
+                    }
+                });
+            }
         }
         // Success or not, the gate is no longer needed.
         self.building.lock().await.remove(&key);
         built
+    }
+
+    /// Fetches the packs (from the object store when not cached) and
+    /// writes the bundle.
+    async fn build_from(&self, blobs: &BlobStore, packs: &[PackRef]) -> anyhow::Result<Bundle> {
+        let mut hops: Vec<(PathBuf, String, [u8; 64])> = Vec::with_capacity(packs.len());
+        for p in packs {
+            let path = blobs
+                .ensure_local(&p.sha256)
+                .await
+                .with_context(|| format!("fetching pack {}", p.sha256))?;
+            hops.push((path, p.target_digest.clone(), p.signature));
+        }
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || build(&dir, &hops))
+            .await
+            .context("building a bundle")
+            .and_then(|r| r)
     }
 
     fn insert(&self, key: String, bundle: Bundle) {

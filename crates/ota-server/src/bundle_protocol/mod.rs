@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ota_core::content::DEFAULT_BRANCH;
 use ota_core::version::Version;
+use ota_core::Sha256Hex;
 use ota_graph::strategy::{Action, Decision, Kind, Query, Strategies};
 use serde::Deserialize;
 use serde_json::json;
@@ -302,6 +303,7 @@ pub async fn confirm(State(state): State<AppState>, body: Bytes) -> Result<Respo
 )]
 pub async fn get_bundle(
     State(state): State<AppState>,
+    method: axum::http::Method,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, JsonError> {
@@ -311,7 +313,17 @@ pub async fn get_bundle(
             "no bundle {sha}: it expired or the server restarted; confirm again"
         ))
     };
-    let bundle = state.bundles.by_sha(sha).ok_or_else(gone)?;
+    let Some(bundle) = state.bundles.by_sha(sha) else {
+        // Built by another instance sharing the object store?
+        let hash = Sha256Hex::parse(sha).map_err(|_| gone())?;
+        if !state.blobs.is_remote() {
+            return Err(gone().into());
+        }
+        return crate::download::serve_blob(&state, &method, &hash, &headers, "application/gzip")
+            .await
+            .map_err(|e| JsonError(e.0))?
+            .ok_or_else(|| gone().into());
+    };
     crate::download::serve_file(
         bundle.path,
         &format!("\"{}\"", bundle.sha256),

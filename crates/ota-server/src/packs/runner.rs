@@ -151,10 +151,15 @@ async fn side(state: &AppState, j: &ota_store::NewJob, version: &str) -> anyhow:
         .ok_or_else(|| Permanent(format!("version {version} is no longer published")))?;
     let hash = Sha256Hex::parse(&entry.sha256)
         .map_err(|_| Permanent(format!("version {version} has a malformed SHA-256")))?;
-    let blob = state.blobs.path_of(&hash);
-    if !blob.is_file() {
-        return Err(Permanent(format!("the file of version {version} is missing")).into());
-    }
+    // With an object store the blob may be elsewhere: fetched (verified)
+    // into the cache; a store that is down is retried like any failure.
+    let blob = match state.blobs.ensure_local(&hash).await {
+        Ok(p) => p,
+        Err(ota_store::BlobError::NotFound) => {
+            return Err(Permanent(format!("the file of version {version} is missing")).into())
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("fetching version {version}"))),
+    };
     Ok(Side {
         version: version.to_owned(),
         blob,
@@ -216,17 +221,22 @@ async fn build_job(state: &AppState, packs: &Arc<Packs>, job: &Job) -> anyhow::R
     // Blobs first, rows after: a row always has its file.
     let mut rows = Vec::new();
     for pack in built {
-        let (blobs, key_pem_path) = (state.blobs.clone(), pack.path.clone());
+        let (blobs, pack_path) = (state.blobs.clone(), pack.path.clone());
         let packs2 = packs.clone();
-        let (committed, signature) = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&key_pem_path)
-                .with_context(|| format!("reading {}", key_pem_path.display()))?;
+        let (writer, signature) = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&pack_path)
+                .with_context(|| format!("reading {}", pack_path.display()))?;
             let signature = packs2.key.sign(&bytes);
-            let committed = blobs.put_bytes(&bytes).context("storing a pack")?;
-            anyhow::Ok((committed, signature))
+            let mut writer = blobs.begin().context("storing a pack")?;
+            std::io::Write::write_all(&mut writer, &bytes).context("storing a pack")?;
+            anyhow::Ok((writer, signature))
         })
         .await
         .context("storing a pack")??;
+        let committed = writer
+            .commit(&state.blobs, None)
+            .await
+            .context("storing a pack")?;
         let info = &pack.info;
         rows.push(NewDelta {
             package: info.package.clone(),

@@ -145,13 +145,21 @@ async fn target_files(
         })?;
     let hash = Sha256Hex::parse(&tf.new.sha256)
         .map_err(|_| Permanent(format!("build {incremental} has a malformed SHA-256")))?;
-    let path = state.blobs.path_of(&hash);
-    if !path.is_file() {
-        return Err(Permanent(format!(
-            "the target-files of build {incremental} are missing"
-        ))
-        .into());
-    }
+    // Fetched (verified) into the cache when an object store holds it; a
+    // store that is down is retried like any failure.
+    let path = match state.blobs.ensure_local(&hash).await {
+        Ok(p) => p,
+        Err(ota_store::BlobError::NotFound) => {
+            return Err(Permanent(format!(
+                "the target-files of build {incremental} are missing"
+            ))
+            .into())
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("fetching the target-files of build {incremental}")))
+        }
+    };
     Ok((path, tf.new.size, tf))
 }
 

@@ -135,6 +135,7 @@ pub(crate) fn download_url(base: &str, sha256: &str, filename: &str) -> String {
 )]
 pub(crate) async fn download_build(
     State(state): State<AppState>,
+    method: axum::http::Method,
     Path((hash, filename)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, PlainError> {
@@ -142,15 +143,9 @@ pub(crate) async fn download_build(
         ApiError::bad_request("malformed download path: expected /rom/<sha256>/<file name>")
     })?;
     ota_store::check_filename(&filename).map_err(bad_field)?;
-    download::serve_file(
-        state.blobs.path_of(&hash),
-        &format!("\"{hash}\""),
-        &headers,
-        "public, max-age=31536000, immutable",
-        "application/zip",
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("no ROM file with SHA-256 {hash}")).into())
+    download::serve_blob(&state, &method, &hash, &headers, "application/zip")
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no ROM file with SHA-256 {hash}")).into())
 }
 
 #[cfg(test)]

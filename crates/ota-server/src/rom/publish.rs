@@ -218,20 +218,15 @@ pub fn reconcile(form: &BuildForm, info: &PackageInfo) -> Result<(), ApiError> {
 
 /// Makes the upload durable.
 pub(crate) async fn commit(state: &AppState, file: BlobWriter) -> Result<Committed, ApiError> {
-    let blobs = state.blobs.clone();
-    tokio::task::spawn_blocking(move || file.commit(&blobs, None))
+    file.commit(&state.blobs, None)
         .await
-        .map_err(|e| ApiError::internal("storing an upload", e))?
-        .map_err(|e| match e {
-            ota_store::CommitError::Io(e) => io_error("storing an upload", e),
-            e => ApiError::internal("storing an upload", e),
-        })
+        .map_err(|e| crate::upload::commit_error("storing an upload", e))
 }
 
 /// Removes a blob this upload created when no row took it.
 pub(crate) async fn forget(state: &AppState, committed: &Committed) -> Result<(), ApiError> {
     if committed.created && state.catalogue.references(committed.hash.as_str()).await? == 0 {
-        let _ = state.blobs.remove(&committed.hash);
+        let _ = state.blobs.remove(&committed.hash).await;
     }
     Ok(())
 }
