@@ -29,7 +29,8 @@ struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM: the master stops its workers (SIGKILL would orphan them).
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         let _ = self.0.wait();
     }
 }
@@ -170,6 +171,7 @@ async fn two_instances_behind_nginx_on_shared_storage() {
     let _nginx = Nginx(
         Command::new(&nginx)
             .args(["-c", s(&conf), "-p", s(d)])
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -195,7 +197,9 @@ async fn two_instances_behind_nginx_on_shared_storage() {
         &format!("{}/maxVersion?package=app&branch=main", b.base),
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
-    let payload: Vec<u8> = (0..6u32 << 20)
+    // Larger than what the sockets and nginx hold in flight, so killing the
+    // instance in the middle cuts the download.
+    let payload: Vec<u8> = (0..48u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let file = d.join("app.bin");
@@ -270,7 +274,7 @@ async fn two_instances_behind_nginx_on_shared_storage() {
     };
     let slow = d.join("slow.bin");
     let mut download = Command::new("curl")
-        .args(["-sS", "-f", "--limit-rate", "1M", "-o", s(&slow), &remote])
+        .args(["-sS", "-f", "--limit-rate", "4M", "-o", s(&slow), &remote])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

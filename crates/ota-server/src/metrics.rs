@@ -40,6 +40,9 @@ const DOWNLOAD_ROUTES: [(&str, &str); 4] = [
     ("/api/v1/update/confirm", "bundle"),
 ];
 
+/// Downloads per (day, kind): (count, bytes).
+type DownloadTally = HashMap<(i64, &'static str), (i64, i64)>;
+
 /// Series of one (method, route).
 #[derive(Default)]
 struct RouteSeries {
@@ -59,7 +62,7 @@ pub struct Metrics {
     uploads: [AtomicU64; 2],
     upload_bytes: AtomicU64,
     /// Downloads not yet added to the catalogue: (day, kind) → (count, bytes).
-    downloads: std::sync::Mutex<HashMap<(i64, &'static str), (i64, i64)>>,
+    downloads: std::sync::Mutex<DownloadTally>,
     started: Instant,
     instance: String,
 }
