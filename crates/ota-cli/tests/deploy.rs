@@ -240,6 +240,62 @@ async fn two_instances_behind_nginx_on_shared_storage() {
         published.elapsed().saturating_sub(publish_took)
     );
 
+    // A ROM build published through A is offered by B at once (B asked,
+    // and cached the empty answer, before).
+    let cm = |base: &str| {
+        let o = curl(&[
+            "-sS",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type:",
+            "--data-binary",
+            r#"{"method":"get_all_builds","params":{"device":"hammerhead","channels":["nightly"],"source_incremental":"eng.1000"}}"#,
+            &format!("{base}/api"),
+        ]);
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(cm(&b.base)["result"], serde_json::json!([]));
+    let tf = d.join("tf.zip");
+    ota_android::fixtures::Spec::sample(1)
+        .unwrap()
+        .write_zip(&tf)
+        .unwrap();
+    let out = d.join("rom");
+    std::fs::create_dir(&out).unwrap();
+    let o = ota(&["android", "full", s(&tf), s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let published = Instant::now();
+    let o = ota(&[
+        "publish",
+        "android",
+        "--server",
+        &a.base,
+        "--key",
+        &key,
+        "--device",
+        "hammerhead",
+        "--channel",
+        "nightly",
+        s(&out.join("update-eng.1001.zip")),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let publish_took = published.elapsed();
+    loop {
+        if cm(&b.base)["result"][0]["incremental"] == "eng.1001" {
+            break;
+        }
+        assert!(
+            published.elapsed() < publish_took + Duration::from_secs(1),
+            "B does not offer the ROM build"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "ROM build visible on B {:?} after publishing through A returned",
+        published.elapsed().saturating_sub(publish_took)
+    );
+
     // Through nginx: the download URL names nginx, and a cut download
     // resumes byte-exact.
     let answer = max(&front);
