@@ -74,6 +74,32 @@ fn rss(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// User and system CPU seconds of a process (`/proc/PID/stat` fields 14
+/// and 15, in clock ticks of 1/100 s as Linux reports them to user space).
+fn cpu_seconds(pid: &str) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields start after its ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i)?.parse::<f64>().ok().map(|t| t / 100.0);
+    Some((tick(11)?, tick(12)?))
+}
+
+/// The machine's CPU seconds from `/proc/stat`: (busy, softirq, total).
+fn machine_seconds() -> Option<(f64, f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse::<f64>().ok().map(|t| t / 100.0))
+        .collect();
+    let total: f64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, *v.get(6)?, total))
+}
+
 /// One device's check-in; the latency from `scheduled`, in microseconds.
 async fn check_in(
     addr: SocketAddr,
@@ -129,6 +155,11 @@ async fn main() {
     let first_error = Arc::new(Mutex::new(None::<String>));
     let in_flight = Arc::new(AtomicU64::new(0));
     let mut peak_in_flight = 0;
+    let cpu_before = (
+        cpu_seconds("self"),
+        args.pid.and_then(|p| cpu_seconds(&p.to_string())),
+        machine_seconds(),
+    );
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -217,6 +248,34 @@ async fn main() {
     );
     if let Some((now, peak)) = rss_loaded {
         println!("server RSS under load: {now:.1} MiB (peak {peak:.1} MiB)");
+    }
+    // Where the cores went: evidence of what limits the rate.
+    let cpu_after = (
+        cpu_seconds("self"),
+        args.pid.and_then(|p| cpu_seconds(&p.to_string())),
+        machine_seconds(),
+    );
+    let used = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| {
+        a.zip(b)
+            .map(|(a, b)| format!("{:.1} user + {:.1} sys", b.0 - a.0, b.1 - a.1))
+    };
+    if let Some(g) = used(cpu_before.0, cpu_after.0) {
+        println!(
+            "CPU s over {:.1} s: load generator {g}",
+            elapsed.as_secs_f64()
+        );
+    }
+    if let Some(s) = used(cpu_before.1, cpu_after.1) {
+        println!("CPU s: server {s}");
+    }
+    if let Some(((b0, q0, t0), (b1, q1, t1))) = cpu_before.2.zip(cpu_after.2) {
+        println!(
+            "CPU s: whole machine busy {:.1} of {:.1} ({:.0} %), of which softirq (network stack) {:.1}",
+            b1 - b0,
+            t1 - t0,
+            100.0 * (b1 - b0) / (t1 - t0).max(0.01),
+            q1 - q0
+        );
     }
     let first = first_error
         .lock()
