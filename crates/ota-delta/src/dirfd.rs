@@ -21,6 +21,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// An open directory, and the path it was opened by (for messages only).
 #[derive(Debug)]
@@ -33,6 +34,61 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
+
+/// Most directory handles a [`Dirs`] keeps open (the default limit on
+/// descriptors is 1,024); past it the cache starts again.
+const DIRS_KEPT: usize = 256;
+
+/// Handles on the directories under one root, each opened once (one
+/// component at a time, nothing followed, like [`Dir::walk`]) and shared
+/// between threads: a tree of N files costs one open per directory rather
+/// than one per path component per file.
+pub(crate) struct Dirs<'r> {
+    root: &'r Dir,
+    open: Mutex<std::collections::HashMap<String, Arc<Dir>>>,
+}
+
+impl<'r> Dirs<'r> {
+    /// An empty cache over `root`.
+    pub(crate) fn new(root: &'r Dir) -> Dirs<'r> {
+        Dirs {
+            root,
+            open: Mutex::default(),
+        }
+    }
+
+    /// The root these paths are relative to.
+    pub(crate) fn root(&self) -> &Dir {
+        self.root
+    }
+
+    /// The directory at relative path `rel` ('/'-separated; "" is the root).
+    pub(crate) fn get(&self, rel: &str) -> io::Result<Arc<Dir>> {
+        let lock = || self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = lock().get(rel) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(match rel.rsplit_once('/') {
+            Some((parent, name)) => self.get(parent)?.open_dir(name)?,
+            None if rel.is_empty() => self.root.try_clone()?,
+            None => self.root.open_dir(rel)?,
+        });
+        let mut open = lock();
+        if open.len() >= DIRS_KEPT {
+            open.clear();
+        }
+        open.insert(rel.to_owned(), d.clone());
+        Ok(d)
+    }
+
+    /// The directory holding relative path `rel`, and `rel`'s last name.
+    pub(crate) fn parent<'a>(&self, rel: &'a str) -> io::Result<(Arc<Dir>, &'a str)> {
+        match rel.rsplit_once('/') {
+            Some((parent, name)) => Ok((self.get(parent)?, name)),
+            None => Ok((self.get("")?, rel)),
+        }
+    }
+}
 
 /// True when an error means "a symlink (or a non-directory) was in the way"
 /// rather than "missing".
@@ -311,6 +367,14 @@ impl Dir {
     /// fsyncs the directory (its entries, after creations and renames).
     pub(crate) fn sync(&self) -> io::Result<()> {
         rustix::fs::fsync(&self.fd)?;
+        Ok(())
+    }
+
+    /// Writes out everything dirty on this directory's file system
+    /// (`syncfs`): one journal commit for a whole staged tree instead of
+    /// an fsync per file.
+    pub(crate) fn sync_file_system(&self) -> io::Result<()> {
+        rustix::fs::syncfs(&self.fd)?;
         Ok(())
     }
 

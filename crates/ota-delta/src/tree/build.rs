@@ -8,7 +8,7 @@
 
 use super::scan::{deleted_and_changed, entry_of, Node, Tree};
 use super::{hex, io, Entry, From, Manifest};
-use crate::dirfd::{self, Dir};
+use crate::dirfd::{self, Dir, Dirs};
 use crate::error::{DeltaError, Result};
 use crate::file::Mapped;
 use crate::format::{self, Header};
@@ -17,11 +17,12 @@ use std::collections::BTreeMap;
 use std::fs::{File, Permissions};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 /// Opens a regular file of OLD for reading, refusing a path that passes
 /// through a symlink (a patch must never make us read outside OLD).
 /// Returns the file and the directory holding it.
-fn old_file<'a>(root: &Dir, rel: &'a str, sha256: &str) -> Result<(File, Dir, &'a str)> {
+fn old_file<'a>(root: &Dirs, rel: &'a str, sha256: &str) -> Result<(File, Arc<Dir>, &'a str)> {
     let wrong = |actual: String| DeltaError::WrongSource {
         what: rel.to_owned(),
         expected: sha256.to_owned(),
@@ -34,7 +35,7 @@ fn old_file<'a>(root: &Dir, rel: &'a str, sha256: &str) -> Result<(File, Dir, &'
             wrong(format!("unreadable ({e})"))
         }
     };
-    let (dir, name) = root.walk_parent(rel).map_err(refused)?;
+    let (dir, name) = root.parent(rel).map_err(refused)?;
     let f = dir.open_file(name).map_err(refused)?;
     Ok((f, dir, name))
 }
@@ -43,7 +44,7 @@ fn old_file<'a>(root: &Dir, rel: &'a str, sha256: &str) -> Result<(File, Dir, &'
 /// creating each (never following or replacing anything), checking it, and
 /// giving it its mode on the handle once complete.
 struct StreamFiles<'a> {
-    stage: &'a Dir,
+    stage: &'a Dirs<'a>,
     /// (path, size, SHA-256, mode)
     files: Vec<(&'a str, u64, &'a str, u32)>,
     next: usize,
@@ -54,7 +55,7 @@ impl StreamFiles<'_> {
     fn open_next(&mut self) -> std::io::Result<()> {
         while self.current.is_none() && self.next < self.files.len() {
             let (p, size, _, _) = self.files[self.next];
-            let (dir, name) = self.stage.walk_parent(p)?;
+            let (dir, name) = self.stage.parent(p)?;
             let f = dir.create_file(name, 0o600)?;
             self.current = Some((f, size, Sha256::new()));
             if size == 0 {
@@ -74,8 +75,9 @@ impl StreamFiles<'_> {
                     "{p}: SHA-256 {got}, expected {want}"
                 )));
             }
+            // Durable with the whole stage (one syncfs before it is
+            // renamed into place), not file by file.
             f.set_permissions(Permissions::from_mode(mode))?;
-            f.sync_all()?;
         }
         Ok(())
     }
@@ -112,8 +114,8 @@ impl Write for StreamFiles<'_> {
 /// it is never chmodded), otherwise a fresh copy. Either way the content is
 /// hashed from what ends up in the stage.
 fn place_copy(
-    old: &Dir,
-    stage: &Dir,
+    old: &Dirs,
+    stage: &Dirs,
     src: &str,
     path: &str,
     sha256: &str,
@@ -122,7 +124,7 @@ fn place_copy(
 ) -> Result<()> {
     let (f, src_dir, src_name) = old_file(old, src, sha256)?;
     let (dir, name) = stage
-        .walk_parent(path)
+        .parent(path)
         .map_err(io(format!("opening the stage for {path}")))?;
     let wrong = |actual: String| DeltaError::WrongSource {
         what: src.to_owned(),
@@ -131,7 +133,7 @@ fn place_copy(
     };
     let perm =
         |f: &File| -> std::io::Result<u32> { Ok(f.metadata()?.permissions().mode() & 0o7777) };
-    let shown = old.path().join(src);
+    let shown = old.root().path().join(src);
     if link
         && perm(&f).map_err(io(format!("reading {src}")))? == mode
         && dir.hard_link_from(&src_dir, src_name, name).is_ok()
@@ -149,25 +151,47 @@ fn place_copy(
         dir.remove_file(name)
             .map_err(io(format!("removing {path}")))?;
     }
-    let data = Mapped::from_file(&f, &shown)?;
-    let got = hex(&Sha256::digest(data.bytes()));
-    if got != sha256 {
-        return Err(wrong(got));
-    }
     let mut out = dir
         .create_file(name, 0o600)
         .map_err(io(format!("creating {path}")))?;
-    out.write_all(data.bytes())
-        .and_then(|()| out.set_permissions(Permissions::from_mode(mode)))
-        .and_then(|()| out.sync_all())
+    let got = copy_hashed(f, &mut out).map_err(io(format!("copying {}", shown.display())))?;
+    if got != sha256 {
+        return Err(wrong(got));
+    }
+    out.set_permissions(Permissions::from_mode(mode))
         .map_err(io(format!("writing {path}")))?;
     Ok(())
+}
+
+/// Copies `from` to `to` in pieces, hashing what is written; returns the
+/// SHA-256 (hex). Plain reads rather than a mapping: most files of a tree
+/// are small, and mapping and unmapping each one on several threads costs
+/// more (page-table shootdowns) than the copy.
+fn copy_hashed(mut from: File, to: &mut File) -> std::io::Result<String> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut h = Sha256::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+    }
+    Ok(hex(&h.finalize()))
 }
 
 /// Builds NEW from OLD (`old`, scanned as `old_tree`, its kept part already
 /// checked) and the patch (`m`, `header`, then the delta `body`) into the
 /// empty directory `stage`. `link` hard-links unchanged files instead of
 /// copying them.
+///
+/// Nothing is synced file by file: once every file is written and checked
+/// and every mode set, one `syncfs` makes the whole stage durable, and only
+/// then does the caller rename it into place. A crash before that rename
+/// leaves a stage that is removed on the next run, never a partial tree.
 pub(super) fn build(
     old: &Dir,
     old_tree: &Tree,
@@ -177,8 +201,44 @@ pub(super) fn build(
     stage: &Dir,
     link: bool,
 ) -> Result<()> {
+    let tree = whole_tree(old_tree, m)?;
+    let (old, staged) = (Dirs::new(old), Dirs::new(stage));
+    // Directories 0700 while we fill them; their modes are set last.
+    for e in tree.values() {
+        if let Entry::Dir { path, .. } = e {
+            staged
+                .parent(path)
+                .and_then(|(d, name)| d.create_dir(name, 0o700))
+                .map_err(io(format!("creating {path}")))?;
+        }
+    }
+    let src = source_stream(&old, old_tree, m, header)?;
+    write_stream_files(m, header, &src, body, &staged)?;
+    drop(src);
+    place_copies_and_links(&tree, &old, &staged, link)?;
+    // Directory modes, deepest first (a parent is reached through before
+    // its own mode can shut us out); then the root, which keeps OLD's mode.
+    for e in tree.values().rev() {
+        if let Entry::Dir { path, mode } = e {
+            staged
+                .get(path)
+                .and_then(|d| d.chmod(*mode))
+                .map_err(io(format!("setting the mode of {path}")))?;
+        }
+    }
+    let root_mode = old.root().mode().map_err(io("reading the mode of OLD"))?;
+    stage
+        .chmod(root_mode)
+        .and_then(|()| stage.sync_file_system())
+        .map_err(io("setting the root mode and syncing the new tree"))?;
+    Ok(())
+}
+
+/// The whole NEW tree: kept entries of OLD plus the manifest's changes.
+/// Every parent must be a directory of NEW, so nothing is ever created
+/// through a symlink or under a file.
+fn whole_tree<'t>(old_tree: &'t Tree, m: &'t Manifest) -> Result<BTreeMap<&'t str, Entry>> {
     let (deleted, changed) = deleted_and_changed(m);
-    // The whole NEW tree: kept entries of OLD plus the manifest's changes.
     let mut tree: BTreeMap<&str, Entry> = BTreeMap::new();
     for (p, n) in old_tree {
         if deleted.contains(p.as_str()) || changed.contains(p.as_str()) {
@@ -189,8 +249,6 @@ pub(super) fn build(
     for e in &m.entries {
         tree.insert(e.path(), e.clone());
     }
-    // Every parent must be a directory of NEW, so nothing is ever created
-    // through a symlink or under a file.
     for p in tree.keys() {
         if let Some((parent, _)) = p.rsplit_once('/') {
             if !matches!(tree.get(parent), Some(Entry::Dir { .. })) {
@@ -201,18 +259,13 @@ pub(super) fn build(
             }
         }
     }
-    // Directories 0700 while we fill them; their modes are set last.
-    for e in tree.values() {
-        if let Entry::Dir { path, .. } = e {
-            stage
-                .walk_parent(path)
-                .and_then(|(d, name)| d.create_dir(name, 0o700))
-                .map_err(io(format!("creating {path}")))?;
-        }
-    }
-    // The source stream: each source must be the OLD file the patch names,
-    // by size and hash, before anything is allocated for it (sizes come
-    // from the patch).
+    Ok(tree)
+}
+
+/// The source stream: each source must be the OLD file the patch names,
+/// by size and hash, before anything is allocated for it (sizes come from
+/// the patch); their concatenation must hash to the patch header's.
+fn source_stream(old: &Dirs, old_tree: &Tree, m: &Manifest, header: &Header) -> Result<Vec<u8>> {
     let mut total = 0u64;
     for s in &m.sources {
         match old_tree.get(&s.path) {
@@ -238,7 +291,12 @@ pub(super) fn build(
     let mut src = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     for s in &m.sources {
         let (f, _, _) = old_file(old, &s.path, &s.sha256)?;
-        src.extend_from_slice(Mapped::from_file(&f, &old.path().join(&s.path))?.bytes());
+        // At most the size the scan saw: a file grown since is caught by
+        // the stream's hash, not read without bound.
+        f.take(s.size).read_to_end(&mut src).map_err(io(format!(
+            "reading {}",
+            old.root().path().join(&s.path).display()
+        )))?;
     }
     if src.len() as u64 != header.old_size || Sha256::digest(&src)[..] != header.old_sha256[..] {
         return Err(DeltaError::WrongSource {
@@ -247,6 +305,18 @@ pub(super) fn build(
             actual: hex(&Sha256::digest(&src)),
         });
     }
+    Ok(src)
+}
+
+/// Decodes the target stream into the manifest's stream files, each
+/// checked against its SHA-256.
+fn write_stream_files(
+    m: &Manifest,
+    header: &Header,
+    src: &[u8],
+    body: impl Read,
+    stage: &Dirs,
+) -> Result<()> {
     let files: Vec<(&str, u64, &str, u32)> = m
         .entries
         .iter()
@@ -267,7 +337,7 @@ pub(super) fn build(
         next: 0,
         current: None,
     };
-    let got = format::decode(header, &src, body, &mut sink).map_err(|e| match e {
+    let got = format::decode(header, src, body, &mut sink).map_err(|e| match e {
         DeltaError::Io { source, .. } => DeltaError::WrongResult {
             what: "a file of the tree".into(),
             expected: "its manifest hash".into(),
@@ -283,39 +353,46 @@ pub(super) fn build(
             actual: hex(&got),
         });
     }
-    drop(src);
-    // Copies (kept files included) and symlinks.
+    Ok(())
+}
+
+/// Copies (kept files included, on all cores) and symlinks.
+fn place_copies_and_links(
+    tree: &BTreeMap<&str, Entry>,
+    old: &Dirs,
+    stage: &Dirs,
+    link: bool,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let copies: Vec<&Entry> = tree
+        .values()
+        .filter(|e| {
+            matches!(
+                e,
+                Entry::File {
+                    from: From::Copy(_),
+                    ..
+                }
+            )
+        })
+        .collect();
+    copies.par_iter().try_for_each(|e| match e {
+        Entry::File {
+            path,
+            sha256,
+            mode,
+            from: From::Copy(src),
+            ..
+        } => place_copy(old, stage, src, path, sha256, *mode, link),
+        _ => Ok(()),
+    })?;
     for e in tree.values() {
-        match e {
-            Entry::File {
-                path,
-                sha256,
-                mode,
-                from: From::Copy(src),
-                ..
-            } => place_copy(old, stage, src, path, sha256, *mode, link)?,
-            Entry::Symlink { path, target } => stage
-                .walk_parent(path)
+        if let Entry::Symlink { path, target } = e {
+            stage
+                .parent(path)
                 .and_then(|(d, name)| d.symlink(target, name))
-                .map_err(io(format!("creating link {path}")))?,
-            _ => {}
+                .map_err(io(format!("creating link {path}")))?;
         }
     }
-    // Directory modes, deepest first (a parent is reached through before
-    // its own mode can shut us out), each synced; then the root, which
-    // keeps OLD's mode.
-    for e in tree.values().rev() {
-        if let Entry::Dir { path, mode } = e {
-            let d = stage.walk(path).map_err(io(format!("opening {path}")))?;
-            d.chmod(*mode)
-                .and_then(|()| d.sync())
-                .map_err(io(format!("setting the mode of {path}")))?;
-        }
-    }
-    let root_mode = old.mode().map_err(io("reading the mode of OLD"))?;
-    stage
-        .chmod(root_mode)
-        .and_then(|()| stage.sync())
-        .map_err(io("setting the root mode"))?;
     Ok(())
 }

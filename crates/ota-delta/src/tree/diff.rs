@@ -146,8 +146,10 @@ fn write_tree_patch(
 
     let json = serde_json::to_vec(&manifest)
         .map_err(|e| DeltaError::corrupt(format!("serialising the manifest: {e}")))?;
-    // The manifest gets the patch's zstd level (19 by default).
-    let zman = zstd::encode_all(&json[..], opts.level.clamp(1, 19))
+    // The manifest gets the patch's zstd level (19 by default), compressed
+    // in one call so zstd sizes its tables to the manifest (streaming with
+    // an unknown size takes level 19's full ~90 MB tables).
+    let zman = zstd::bulk::compress(&json[..], opts.level.clamp(1, 19))
         .map_err(io("compressing the manifest"))?;
     let out = file::Output::create(patch)?;
     let mut w = BufWriter::with_capacity(1 << 20, out);

@@ -32,8 +32,10 @@
 //! "whole file if the delta is ≥ 95 %" rule approximates.
 //!
 //! Applying never touches OLD: the result is built in a staging directory
-//! beside the output, every file is checked against its SHA-256, and only a
-//! complete, verified tree is renamed into place. `--in-place` swaps
+//! beside the output, every file is checked against its SHA-256, the whole
+//! stage is made durable with one `syncfs` (not an fsync per file), and
+//! only then is the complete, verified tree renamed into place: after a
+//! crash the output is either absent or whole. `--in-place` swaps
 //! directories under a journal, so a crash at any point rolls back. Every
 //! write goes through [`crate::dirfd`] (directory handles, nothing followed),
 //! so a symlink in OLD, in NEW or beside the output never leads outside.

@@ -3,9 +3,8 @@
 //! target.
 
 use super::{hex, io, Entry, From, Manifest};
-use crate::dirfd::Dir;
+use crate::dirfd::{Dir, Dirs};
 use crate::error::{DeltaError, Result};
-use crate::file::Mapped;
 use rustix::fs::FileType;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -36,11 +35,10 @@ pub(super) fn scan(root: &Dir) -> Result<Tree> {
     let mut files: Vec<(String, u32)> = Vec::new();
     // Relative paths, not open handles, so a wide tree holds few descriptors.
     let mut stack = vec![String::new()];
+    let dirs = Dirs::new(root);
     while let Some(rel) = stack.pop() {
         let shown = || root.path().join(&rel).display().to_string();
-        let dir = root
-            .walk(&rel)
-            .map_err(io(format!("opening {}", shown())))?;
+        let dir = dirs.get(&rel).map_err(io(format!("opening {}", shown())))?;
         let entries = dir.entries().map_err(io(format!("listing {}", shown())))?;
         for (name, kind) in entries {
             let name = name.into_string().map_err(|n| DeltaError::Path {
@@ -90,13 +88,11 @@ pub(super) fn scan(root: &Dir) -> Result<Tree> {
         .into_par_iter()
         .map(|(path, mode)| {
             let what = root.path().join(&path);
-            let f = root
-                .walk_parent(&path)
+            let f = dirs
+                .parent(&path)
                 .and_then(|(d, name)| d.open_file(name))
                 .map_err(io(format!("opening {}", what.display())))?;
-            let m = Mapped::from_file(&f, &what)?;
-            let sha256 = hex(&Sha256::digest(m.bytes()));
-            let size = m.bytes().len() as u64;
+            let (size, sha256) = hash_file(f).map_err(io(format!("reading {}", what.display())))?;
             Ok((path, Node::File { mode, size, sha256 }))
         })
         .collect();
@@ -105,6 +101,26 @@ pub(super) fn scan(root: &Dir) -> Result<Tree> {
         out.insert(p, n);
     }
     Ok(out)
+}
+
+/// Size and SHA-256 (hex) of an open file, read in pieces: plain reads
+/// rather than a mapping, as most files of a tree are small and mapping
+/// each one on several threads costs more than reading it.
+pub(super) fn hash_file(mut f: std::fs::File) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 256 << 10];
+    let (mut h, mut size) = (Sha256::new(), 0u64);
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok((size, hex(&h.finalize()))),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The manifest entry for a scanned node; `from` is asked only for files.
