@@ -16,6 +16,10 @@ cargo build --release -q -p ota-cli
 ota=$PWD/target/release/ota
 pairs=$(bash ../shared/bench/fetch-corpus.sh "$corpus")
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# HDiffPatch 4.12 (../shared/bench/peers, built from its sources), with the
+# options of ../shared/bench/BASELINES.md; its rows are skipped without it.
+peers=${OTA_PEERS:-$PWD/../shared/bench/peers}
+hdiff() { [ -x "$peers/hdiffz" ] && [ -x "$peers/hpatchz" ]; }
 
 # best CMD...: runs CMD $runs times; the best wall time (ns clock) and its peak RSS.
 best() {
@@ -48,6 +52,11 @@ measure() { # name old new
   read -r ds dk < <(best zstd -q -f --ultra -19 --long=31 --patch-from="$old" "$new" -o "$tmp/p")
   read -r as ak < <(best zstd -q -f -d --long=31 --patch-from="$old" "$tmp/p" -o "$tmp/out"); cmp -s "$tmp/out" "$new" || echo "zstd output differs" >&2
   row "zstd -19 --long=31 --patch-from" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
+  if hdiff; then
+    read -r ds dk < <(best "$peers/hdiffz" -m -p-2 -c-zstd-21-24 -f "$old" "$new" "$tmp/p")
+    read -r as ak < <(best "$peers/hpatchz" -f "$old" "$tmp/p" "$tmp/out"); cmp -s "$tmp/out" "$new" || echo "hpatchz output differs" >&2
+    row "HDiffPatch 4.12 (hdiffz -m -p-2 -c-zstd-21-24)" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
+  fi
   read -r ds dk < <(best "$ota" diff --format bsdiff40 "$old" "$new" "$tmp/p")
   read -r as ak < <(best bspatch "$old" "$tmp/out" "$tmp/p"); cmp -s "$tmp/out" "$new" || echo "ota bsdiff40 output differs" >&2
   row "ota diff --format bsdiff40 (applied by bspatch)" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
@@ -63,6 +72,12 @@ measure_tree() { # name olddir newdir
   local name=$1 old=$2 new=$3 ds dk as ak
   tar -C "$old" -cf "$tmp/old.tar" . ; tar -C "$new" -cf "$tmp/new.tar" .
   measure "$name (peers on the two tarballs)" "$tmp/old.tar" "$tmp/new.tar" | grep -v '^| ota'
+  if hdiff; then
+    read -r ds dk < <(best "$peers/hdiffz" -m -p-2 -c-zstd-21-24 -f "$old" "$new" "$tmp/hp")
+    read -r as ak < <(best "$peers/hpatchz" -f "$old" "$tmp/hp" "$tmp/out")
+    diff -r "$tmp/out" "$new" >/dev/null || echo "hpatchz tree output differs" >&2
+    row "HDiffPatch 4.12, directory mode" "$(stat -c %s "$tmp/hp")" "$ds" "$dk" "$as" "$ak"
+  fi
   read -r ds dk < <(best "$ota" diff "$old" "$new" "$tmp/tp")
   read -r as ak < <(best "$ota" patch "$old" "$tmp/tp" "$tmp/out")
   diff -r "$tmp/out" "$new" >/dev/null || echo "ota tree output differs" >&2
