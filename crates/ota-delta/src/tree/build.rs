@@ -6,7 +6,7 @@
 //! write) and no symlink in OLD can redirect a write. There are no
 //! temporary names inside the stage.
 
-use super::scan::{deleted_and_changed, entry_of, Node, Tree};
+use super::scan::{copy_hashed, deleted_and_changed, entry_of, Node, Tree};
 use super::{hex, io, Entry, From, Manifest};
 use crate::dirfd::{self, Dir, Dirs};
 use crate::error::{DeltaError, Result};
@@ -154,33 +154,13 @@ fn place_copy(
     let mut out = dir
         .create_file(name, 0o600)
         .map_err(io(format!("creating {path}")))?;
-    let got = copy_hashed(f, &mut out).map_err(io(format!("copying {}", shown.display())))?;
+    let (_, got) = copy_hashed(f, &mut out).map_err(io(format!("copying {}", shown.display())))?;
     if got != sha256 {
         return Err(wrong(got));
     }
     out.set_permissions(Permissions::from_mode(mode))
         .map_err(io(format!("writing {path}")))?;
     Ok(())
-}
-
-/// Copies `from` to `to` in pieces, hashing what is written; returns the
-/// SHA-256 (hex). Plain reads rather than a mapping: most files of a tree
-/// are small, and mapping and unmapping each one on several threads costs
-/// more (page-table shootdowns) than the copy.
-fn copy_hashed(mut from: File, to: &mut File) -> std::io::Result<String> {
-    let mut buf = vec![0u8; 256 << 10];
-    let mut h = Sha256::new();
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        to.write_all(&buf[..n])?;
-    }
-    Ok(hex(&h.finalize()))
 }
 
 /// Builds NEW from OLD (`old`, scanned as `old_tree`, its kept part already

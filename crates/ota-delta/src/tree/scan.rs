@@ -92,7 +92,8 @@ pub(super) fn scan(root: &Dir) -> Result<Tree> {
                 .parent(&path)
                 .and_then(|(d, name)| d.open_file(name))
                 .map_err(io(format!("opening {}", what.display())))?;
-            let (size, sha256) = hash_file(f).map_err(io(format!("reading {}", what.display())))?;
+            let (size, sha256) = copy_hashed(f, &mut std::io::sink())
+                .map_err(io(format!("reading {}", what.display())))?;
             Ok((path, Node::File { mode, size, sha256 }))
         })
         .collect();
@@ -103,18 +104,23 @@ pub(super) fn scan(root: &Dir) -> Result<Tree> {
     Ok(out)
 }
 
-/// Size and SHA-256 (hex) of an open file, read in pieces: plain reads
-/// rather than a mapping, as most files of a tree are small and mapping
-/// each one on several threads costs more than reading it.
-pub(super) fn hash_file(mut f: std::fs::File) -> std::io::Result<(u64, String)> {
+/// Copies `from` to `to` in 256 KiB pieces, hashing what passes; returns
+/// the size and SHA-256 (hex). Plain reads rather than a mapping: most files
+/// of a tree are small, and mapping and unmapping each one on several
+/// threads costs more (page-table shootdowns) than reading it.
+pub(super) fn copy_hashed(
+    mut from: std::fs::File,
+    to: &mut impl std::io::Write,
+) -> std::io::Result<(u64, String)> {
     use std::io::Read;
     let mut buf = vec![0u8; 256 << 10];
     let (mut h, mut size) = (Sha256::new(), 0u64);
     loop {
-        match f.read(&mut buf) {
+        match from.read(&mut buf) {
             Ok(0) => return Ok((size, hex(&h.finalize()))),
             Ok(n) => {
                 h.update(&buf[..n]);
+                to.write_all(&buf[..n])?;
                 size += n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
