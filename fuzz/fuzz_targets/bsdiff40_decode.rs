@@ -202,6 +202,7 @@ fuzz_target!(|data: &[u8]| {
                 threads: 1,
                 level: 1,
                 window_log: 0,
+                exe_rounds: 1,
             };
             let mut patch = Vec::new();
             ota_delta::diff_bytes(&old, &new, &opts, &mut patch).expect("diff");

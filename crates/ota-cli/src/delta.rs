@@ -28,6 +28,12 @@ pub struct DiffArgs {
     /// Threads [default: all cores]
     #[arg(long)]
     threads: Option<usize>,
+    /// Executable-aware rounds for x86-64 ELF files: each rewrites the old
+    /// file's branch and pointer targets as NEW's layout moved them, then
+    /// diffs again (about one more suffix sort each); the patch keeps the
+    /// transform only when it is smaller. 0 = off.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=4))]
+    exe_rounds: u32,
     /// Also write the reverse patch (NEW → OLD), for rollback without a download.
     #[arg(long)]
     reverse_out: Option<PathBuf>,
@@ -69,6 +75,7 @@ pub struct PatchArgs {
 pub fn diff(args: DiffArgs) -> Result<()> {
     let mut opts = DiffOptions {
         level: args.level,
+        exe_rounds: args.exe_rounds,
         ..DiffOptions::default()
     };
     if let Some(t) = args.threads {

@@ -57,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 threads: 1,
                 level: 19,
                 window_log: 0,
+                exe_rounds: 1,
             };
             let mut patch = vec![0u8];
             diff_bytes(&old, new, &opts, &mut patch)?;

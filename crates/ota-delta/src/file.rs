@@ -3,7 +3,8 @@
 
 use crate::dirfd::{Dir, TempFile};
 use crate::error::{DeltaError, Result};
-use crate::format::{self, Codec, Header, HEADER_LEN};
+use crate::exe;
+use crate::format::{self, Codec, Header, Transform, HEADER_LEN};
 use crate::matcher::{self, SuffixArray};
 use crate::{bsdiff40, tree};
 use sha2::{Digest, Sha256};
@@ -32,6 +33,11 @@ pub struct DiffOptions {
     pub level: i32,
     /// zstd window log (0 = level default).
     pub window_log: u32,
+    /// Rounds of the executable-aware transform for x86-64 ELF pairs
+    /// (0 = off). Each round costs about one more suffix sort and scan;
+    /// the second refines the address map from the first's longer matches.
+    /// The transform is kept only when it makes the patch smaller.
+    pub exe_rounds: u32,
 }
 
 impl Default for DiffOptions {
@@ -41,6 +47,7 @@ impl Default for DiffOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             level: 19,
             window_log: 0,
+            exe_rounds: 1,
         }
     }
 }
@@ -83,15 +90,61 @@ pub fn diff_bytes(old: &[u8], new: &[u8], opts: &DiffOptions, out: impl Write) -
                 new_size: new.len() as u64,
                 old_sha256: old_sha,
                 new_sha256: new_sha,
+                transform: Transform::None,
             };
             let codec = Codec {
                 level: opts.level,
                 window_log: opts.window_log,
             };
+            if opts.exe_rounds > 0 {
+                if let Some(p) = exe::prepare(old, new, &ops, opts.exe_rounds, threads, chunk)? {
+                    return encode_smaller(&header, old, new, &ops, &p, codec, out);
+                }
+            }
             format::encode(&header, old, new, &ops, codec, out)
         }
         Format::Bsdiff40 => bsdiff40::encode(old, new, &ops, out),
     }
+}
+
+/// Writes whichever of the plain and the transformed patch is smaller.
+/// When the stand-in weights differ by more than 10 % the lighter one is
+/// written without encoding the other.
+fn encode_smaller(
+    header: &Header,
+    old: &[u8],
+    new: &[u8],
+    ops: &[matcher::Op],
+    p: &exe::Prepared,
+    codec: Codec,
+    mut out: impl Write,
+) -> Result<()> {
+    let transformed = |out: &mut Vec<u8>| -> Result<()> {
+        let h = Header {
+            transform: Transform::ElfAddresses,
+            ..header.clone()
+        };
+        out.extend_from_slice(&h.to_bytes());
+        exe::write_map(&p.map, codec.level, out)?;
+        format::encode_body(&p.old, new, &p.ops, codec, out)
+    };
+    let (plain_w, exe_w) = (exe::weight(old, new, ops), p.weight);
+    let mut chosen = Vec::new();
+    if exe_w * 10 < plain_w * 9 {
+        transformed(&mut chosen)?;
+    } else if plain_w * 10 < exe_w * 9 {
+        format::encode(header, old, new, ops, codec, &mut chosen)?;
+    } else {
+        let mut plain = Vec::new();
+        format::encode(header, old, new, ops, codec, &mut plain)?;
+        transformed(&mut chosen)?;
+        if plain.len() <= chosen.len() {
+            chosen = plain;
+        }
+    }
+    out.write_all(&chosen)
+        .and_then(|()| out.flush())
+        .map_err(|e| DeltaError::io("writing the patch", e))
 }
 
 /// Applies a patch of any file format to `old`, writing NEW to `out`.
@@ -104,7 +157,7 @@ pub fn patch_bytes(old: &[u8], patch: impl Read, out: &mut impl Write) -> Result
         .read_exact(&mut magic)
         .map_err(|e| DeltaError::corrupt(format!("patch too short ({e})")))?;
     match &magic {
-        m if m == format::MAGIC => {
+        m if format::is_magic(m) => {
             let mut h = [0u8; HEADER_LEN];
             h[..8].copy_from_slice(&magic);
             patch
@@ -112,7 +165,9 @@ pub fn patch_bytes(old: &[u8], patch: impl Read, out: &mut impl Write) -> Result
                 .map_err(|e| DeltaError::corrupt(format!("truncated header ({e})")))?;
             let header = Header::parse(&h)?;
             check_source(&header, old)?;
-            let got = format::decode(&header, old, patch, out)?;
+            let map = read_transform(&header, &mut patch)?;
+            let source = exe::source(old, header.transform, map.as_ref())?;
+            let got = format::decode(&header, &source, patch, out)?;
             if got != header.new_sha256 {
                 return Err(DeltaError::WrongResult {
                     what: "the new file".into(),
@@ -136,6 +191,14 @@ pub fn patch_bytes(old: &[u8], patch: impl Read, out: &mut impl Write) -> Result
         m => Err(DeltaError::UnknownFormat(
             String::from_utf8_lossy(m).into_owned(),
         )),
+    }
+}
+
+/// The address map after the header of a transformed patch.
+fn read_transform(header: &Header, patch: &mut impl Read) -> Result<Option<exe::AddrMap>> {
+    match header.transform {
+        Transform::None => Ok(None),
+        Transform::ElfAddresses => exe::read_map(patch).map(Some),
     }
 }
 
@@ -353,8 +416,9 @@ pub fn patch_file_with(
     let mut reader = BufReader::with_capacity(1 << 20, p);
     let mut h = [0u8; HEADER_LEN];
     let n = read_up_to(&mut reader, &mut h)?;
-    if n == HEADER_LEN && &h[..8] == format::MAGIC {
+    if n == HEADER_LEN && format::is_magic(&h[..8]) {
         let header = Header::parse(&h)?;
+        let map = read_transform(&header, &mut reader)?;
         // Hashes the caller expects must be the ones the patch carries.
         if let Some(want) = opts.old_sha256.filter(|w| *w != header.old_sha256) {
             return Err(DeltaError::WrongSource {
@@ -380,6 +444,12 @@ pub fn patch_file_with(
         // OLD; one hashes NEW and writes it (groups handed over by channel).
         let (old_hash, decoded, written) = std::thread::scope(|s| {
             let hasher = s.spawn(|| sha256(old_bytes));
+            // A transformed patch applies to OLD rewritten by its map
+            // (computed here while OLD is hashed on the other thread).
+            let source = match exe::source(old_bytes, header.transform, map.as_ref()) {
+                Ok(s) => s,
+                Err(e) => return (hasher.join(), Err(e), Err(Box::new("not started") as _)),
+            };
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(0);
             let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
             let writer = s.spawn(move || -> std::io::Result<(Output, [u8; 32])> {
@@ -396,7 +466,7 @@ pub fn patch_file_with(
                 tx: Some(tx),
                 spare: spare_rx,
             };
-            let decoded = format::decode_with(&header, old_bytes, &mut reader, &mut pipe, false);
+            let decoded = format::decode_with(&header, &source, &mut reader, &mut pipe, false);
             pipe.tx = None; // end of stream for the writer
             (hasher.join(), decoded, writer.join())
         });
@@ -525,6 +595,7 @@ mod tests {
             threads: 2,
             level: 3,
             window_log: 0,
+            exe_rounds: 1,
         };
         let mut patch = Vec::new();
         diff_bytes(old, new, &opts, &mut patch).unwrap();
@@ -730,6 +801,7 @@ mod tests {
             new_size: u64::MAX,
             old_sha256: sha256(b""),
             new_sha256: [0; 32],
+            transform: Transform::None,
         };
         let mut body = Vec::new();
         crate::varint::put(&mut body, 1);

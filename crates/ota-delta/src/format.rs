@@ -8,8 +8,11 @@
 //! 24     32   SHA-256 of OLD
 //! 56     32   SHA-256 of NEW
 //! 88      1   codec: 1 = zstd
-//! 89      7   reserved, zero
-//! 96      …   one zstd stream of groups, then an empty group (n_ops = 0)
+//! 89      1   transform: 0 = none (magic OTADIFF1); 1 = ELF addresses (OTADIFF2)
+//! 90      6   reserved, zero
+//! 96      …   OTADIFF2 only: u32 little-endian length, then that many bytes:
+//!             the zstd-compressed address map (see `exe::AddrMap`)
+//!  …      …   one zstd stream of groups, then an empty group (n_ops = 0)
 //!
 //! group = varint n_ops, varint diff_total, varint extra_total, varint n_nonzero,
 //!         n_ops × varint diff_len, n_ops × varint extra_len,
@@ -29,6 +32,12 @@
 //! difference and literal bytes lets the compressor model each kind; groups
 //! keep the patch readable front to back with one bounded buffer, so it can
 //! be applied while it downloads.
+//!
+//! An `OTADIFF2` patch is an `OTADIFF1` patch against OLD as rewritten by
+//! [`crate::exe`]: the device rewrites its OLD with the map the patch
+//! carries, then decodes as usual. Readers that predate it refuse it by its
+//! magic ("not an OTADIFF1 patch"); plain patches are still written as
+//! `OTADIFF1`, byte for byte as before.
 
 use crate::error::{DeltaError, Result};
 use crate::matcher::Op;
@@ -36,8 +45,29 @@ use crate::varint;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 
-/// Magic of the format.
+/// Magic of the format without a transform.
 pub const MAGIC: &[u8; 8] = b"OTADIFF1";
+/// Magic of the format with a transform of OLD (an address map follows
+/// the header).
+pub const MAGIC_TRANSFORMED: &[u8; 8] = b"OTADIFF2";
+/// Largest compressed address map the decoder reads.
+pub const MAP_MAX: u32 = 16 << 20;
+
+/// True for either magic of this format.
+pub fn is_magic(m: &[u8]) -> bool {
+    m == MAGIC || m == MAGIC_TRANSFORMED
+}
+
+/// What was done to OLD before the byte-level diff.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transform {
+    /// Nothing: the patch applies to OLD as it is.
+    #[default]
+    None,
+    /// OLD's code addresses, pointers and unwind tables rewritten by an
+    /// address map (x86-64 ELF), see [`crate::exe`].
+    ElfAddresses,
+}
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 96;
 /// Bytes of NEW per group written by the encoder.
@@ -60,30 +90,46 @@ pub struct Header {
     pub old_sha256: [u8; 32],
     /// SHA-256 of NEW.
     pub new_sha256: [u8; 32],
+    /// What was done to OLD before diffing.
+    pub transform: Transform,
 }
 
 impl Header {
     /// Serialises the header.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
-        h[..8].copy_from_slice(MAGIC);
+        h[..8].copy_from_slice(match self.transform {
+            Transform::None => MAGIC,
+            Transform::ElfAddresses => MAGIC_TRANSFORMED,
+        });
         h[8..16].copy_from_slice(&self.old_size.to_le_bytes());
         h[16..24].copy_from_slice(&self.new_size.to_le_bytes());
         h[24..56].copy_from_slice(&self.old_sha256);
         h[56..88].copy_from_slice(&self.new_sha256);
         h[88] = 1;
+        h[89] = match self.transform {
+            Transform::None => 0,
+            Transform::ElfAddresses => 1,
+        };
         h
     }
 
     /// Parses and checks a header.
     pub fn parse(h: &[u8; HEADER_LEN]) -> Result<Self> {
-        if &h[..8] != MAGIC {
-            return Err(DeltaError::corrupt("not an OTADIFF1 patch"));
-        }
+        let transform = match (&h[..8], h[89]) {
+            (m, 0) if m == MAGIC => Transform::None,
+            (m, 1) if m == MAGIC_TRANSFORMED => Transform::ElfAddresses,
+            (m, t) if m == MAGIC_TRANSFORMED => {
+                return Err(DeltaError::corrupt(format!(
+                    "unknown transform {t}: this patch needs a newer ota"
+                )))
+            }
+            _ => return Err(DeltaError::corrupt("not an OTADIFF1 or OTADIFF2 patch")),
+        };
         if h[88] != 1 {
             return Err(DeltaError::corrupt(format!("unknown codec {}", h[88])));
         }
-        if h[89..].iter().any(|&b| b != 0) {
+        if h[90..].iter().any(|&b| b != 0) {
             return Err(DeltaError::corrupt("reserved header bytes are not zero"));
         }
         let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
@@ -96,6 +142,7 @@ impl Header {
             new_size: u64_at(16),
             old_sha256,
             new_sha256,
+            transform,
         })
     }
 }
@@ -224,10 +271,22 @@ pub fn encode(
     codec: Codec,
     out: impl Write,
 ) -> Result<()> {
-    use rayon::prelude::*;
     let mut out = out;
     out.write_all(&header.to_bytes())
         .map_err(|e| DeltaError::io("writing the patch header", e))?;
+    encode_body(old, new, ops, codec, out)
+}
+
+/// Writes the body (groups and end marker) for `ops`, without a header.
+pub fn encode_body(
+    old: &[u8],
+    new: &[u8],
+    ops: &[Op],
+    codec: Codec,
+    out: impl Write,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let mut out = out;
     let pieces = split_ops(ops);
     // Plan groups: contiguous runs of ops with at most GROUP_TARGET of NEW.
     let mut groups: Vec<Group<'_>> = Vec::new();

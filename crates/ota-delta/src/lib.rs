@@ -9,6 +9,7 @@
 pub mod bsdiff40;
 mod dirfd;
 pub mod error;
+pub mod exe;
 pub mod file;
 pub mod format;
 pub mod matcher;

@@ -163,6 +163,8 @@ fn write_tree_patch(
         &dst,
         &DiffOptions {
             format: Format::Otadiff,
+            // The streams are concatenations of files, not one ELF image.
+            exe_rounds: 0,
             ..*opts
         },
         &mut w,

@@ -333,6 +333,11 @@ fn read_head(r: &mut impl Read) -> Result<(Manifest, Header)> {
     r.read_exact(&mut h)
         .map_err(|e| DeltaError::corrupt(format!("truncated delta header ({e})")))?;
     let header = Header::parse(&h)?;
+    if header.transform != crate::format::Transform::None {
+        return Err(DeltaError::corrupt(
+            "a tree patch's delta cannot carry a transform",
+        ));
+    }
     validate(&manifest, &header)?;
     Ok((manifest, header))
 }

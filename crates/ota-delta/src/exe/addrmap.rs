@@ -1,0 +1,131 @@
+//! Where OLD's addresses went in NEW: a step function from OLD virtual
+//! addresses to the shift (NEW − OLD) of the code or data there, built from
+//! the long matches of a first diff pass.
+
+use super::elf::Layout;
+use crate::error::{DeltaError, Result};
+use crate::matcher::Op;
+use crate::varint;
+
+/// Matches shorter than this say little about where code moved.
+pub const MIN_MATCH: u64 = 64;
+/// Most breakpoints a patch may carry (bounds the decoder's memory).
+pub const MAX_BREAKPOINTS: u64 = 1 << 21;
+
+/// A step function over OLD virtual addresses: from `starts[i]` on (up to
+/// the next start) an address moved by `shifts[i]`; before the first start
+/// nothing moved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddrMap {
+    starts: Vec<u64>,
+    shifts: Vec<i64>,
+}
+
+impl AddrMap {
+    /// Builds the map from the ops of a diff of OLD → NEW: each match of at
+    /// least `min_match` bytes says its OLD addresses moved by the distance
+    /// to its NEW addresses; sorted by OLD address, every change of that
+    /// distance is a breakpoint.
+    pub fn from_ops(old: &Layout, new: &Layout, ops: &[Op], min_match: u64) -> AddrMap {
+        let mut spans: Vec<(u64, u64, i64)> = Vec::new();
+        let mut new_pos = 0u64;
+        for op in ops {
+            if op.diff_len >= min_match {
+                if let (Some(ov), Some(nv)) = (old.vaddr_of(op.old_pos), new.vaddr_of(new_pos)) {
+                    spans.push((ov, op.diff_len, nv.wrapping_sub(ov) as i64));
+                }
+            }
+            new_pos += op.diff_len + op.extra_len;
+        }
+        // Longest match wins: a short match that happens to agree with
+        // other code elsewhere only fills what no longer match covers.
+        spans.sort_unstable_by_key(|s| std::cmp::Reverse(s.1));
+        let mut owned: std::collections::BTreeMap<u64, (u64, i64)> = Default::default();
+        for (start, len, shift) in spans {
+            let end = start.saturating_add(len);
+            let mut at = start;
+            // Claimed intervals overlapping [start, end), in order.
+            let before = owned.range(..start).next_back().map(|(&s, &(e, _))| (s, e));
+            let mut cuts: Vec<(u64, u64)> =
+                before.filter(|&(_, e)| e > start).into_iter().collect();
+            cuts.extend(owned.range(start..end).map(|(&s, &(e, _))| (s, e)));
+            for (s, e) in cuts {
+                if s > at {
+                    owned.insert(at, (s, shift));
+                }
+                at = at.max(e);
+            }
+            if at < end {
+                owned.insert(at, (end, shift));
+            }
+        }
+        let mut map = AddrMap::default();
+        let mut current = 0i64;
+        for (start, (_end, shift)) in owned {
+            if shift != current {
+                map.starts.push(start);
+                map.shifts.push(shift);
+                current = shift;
+            }
+        }
+        map
+    }
+
+    /// The shift of OLD address `vaddr`.
+    #[inline]
+    pub fn shift(&self, vaddr: u64) -> i64 {
+        let i = self.starts.partition_point(|&s| s <= vaddr);
+        if i == 0 {
+            0
+        } else {
+            self.shifts[i - 1]
+        }
+    }
+
+    /// Number of breakpoints.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// True when nothing moved.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Serialises: count, then per breakpoint the start's distance from the
+    /// previous start and the change of shift (both small).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        varint::put(out, self.starts.len() as u64);
+        let (mut prev_start, mut prev_shift) = (0u64, 0i64);
+        for (&s, &d) in self.starts.iter().zip(&self.shifts) {
+            varint::put(out, s - prev_start);
+            varint::put_signed(out, d.wrapping_sub(prev_shift));
+            (prev_start, prev_shift) = (s, d);
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub fn decode(r: &mut impl std::io::Read) -> Result<AddrMap> {
+        let n = varint::get(r)?;
+        if n > MAX_BREAKPOINTS {
+            return Err(DeltaError::corrupt(format!(
+                "address map of {n} breakpoints"
+            )));
+        }
+        let mut map = AddrMap::default();
+        let (mut start, mut shift) = (0u64, 0i64);
+        for _ in 0..n {
+            let gap = varint::get(r)?;
+            start = start
+                .checked_add(gap)
+                .ok_or_else(|| DeltaError::corrupt("address map past 2^64"))?;
+            if gap == 0 && !map.starts.is_empty() {
+                return Err(DeltaError::corrupt("address map breakpoints out of order"));
+            }
+            shift = shift.wrapping_add(varint::get_signed(r)?);
+            map.starts.push(start);
+            map.shifts.push(shift);
+        }
+        Ok(map)
+    }
+}
