@@ -16,7 +16,9 @@ impl Host for Yes {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(p) = edify::parse(text) {
         let _ = p.run(&mut Yes(0));
     }

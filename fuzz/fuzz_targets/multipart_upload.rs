@@ -58,12 +58,18 @@ fn content(pieces: &[Piece]) -> Vec<u8> {
     out
 }
 
-fn run(parser: &mut MultipartParser, body: &[u8], chunks: &[u16]) -> Option<Vec<(String, Vec<u8>)>> {
+fn run(
+    parser: &mut MultipartParser,
+    body: &[u8],
+    chunks: &[u16],
+) -> Option<Vec<(String, Vec<u8>)>> {
     let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
     let mut rest = body;
     let mut k = 0;
     while !rest.is_empty() {
-        let n = (chunks.get(k).copied().unwrap_or(4096) as usize % 5000).max(1).min(rest.len());
+        let n = (chunks.get(k).copied().unwrap_or(4096) as usize % 5000)
+            .max(1)
+            .min(rest.len());
         k += 1;
         parser.push(&rest[..n]);
         rest = &rest[n..];
@@ -72,7 +78,11 @@ fn run(parser: &mut MultipartParser, body: &[u8], chunks: &[u16]) -> Option<Vec<
                 Ok(Some(Event::Part(h))) => parts.push((h.name, Vec::new())),
                 Ok(Some(Event::Data(d))) => {
                     assert!(!d.is_empty(), "empty data event");
-                    parts.last_mut().expect("data outside a part").1.extend_from_slice(&d);
+                    parts
+                        .last_mut()
+                        .expect("data outside a part")
+                        .1
+                        .extend_from_slice(&d);
                 }
                 Ok(Some(Event::PartEnd)) | Ok(Some(Event::End)) => {}
                 Ok(None) => break,
@@ -85,7 +95,9 @@ fn run(parser: &mut MultipartParser, body: &[u8], chunks: &[u16]) -> Option<Vec<
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let Ok(structured) = u.arbitrary::<bool>() else { return };
+    let Ok(structured) = u.arbitrary::<bool>() else {
+        return;
+    };
     let chunks: Vec<u16> = u.arbitrary().unwrap_or_default();
     let limits = Limits::default();
     let mut parser = MultipartParser::new(BOUNDARY, limits).expect("valid boundary");
@@ -94,7 +106,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = run(&mut parser, raw, &chunks);
         return;
     }
-    let Ok(parts) = u.arbitrary::<Vec<Part>>() else { return };
+    let Ok(parts) = u.arbitrary::<Vec<Part>>() else {
+        return;
+    };
     let parts: Vec<(String, Vec<u8>)> = parts
         .iter()
         .take(limits.parts)
@@ -104,14 +118,17 @@ fuzz_target!(|data: &[u8]| {
     if parts.iter().any(|(_, c)| {
         let mut with_crlf = b"\r\n".to_vec();
         with_crlf.extend_from_slice(c);
-        with_crlf.windows(delimiter.len()).any(|w| w == delimiter.as_bytes())
+        with_crlf
+            .windows(delimiter.len())
+            .any(|w| w == delimiter.as_bytes())
     }) {
         return;
     }
     let mut body = Vec::new();
     for (name, c) in &parts {
         body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                .as_bytes(),
         );
         body.extend_from_slice(c);
         body.extend_from_slice(b"\r\n");

@@ -221,6 +221,7 @@ fuzz_target!(|data: &[u8]| {
                 new_size: size_lie.map_or(new_size, u64::from),
                 old_sha256: sha(&old),
                 new_sha256: model.as_deref().map_or([0; 32], sha),
+                transform: Default::default(),
             };
             let got = apply(&old, &header, &raw);
             match (&model, &got) {
@@ -278,6 +279,7 @@ fuzz_target!(|data: &[u8]| {
                 new_size: u64::from(new_size),
                 old_sha256: sha(&old),
                 new_sha256: [0; 32],
+                transform: Default::default(),
             };
             let mut patch = header.to_bytes().to_vec();
             patch.extend_from_slice(&body);

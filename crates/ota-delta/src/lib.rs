@@ -3,6 +3,8 @@
 //! - [`file`]: diff and patch whole files, in the own [`format`]
 //!   (`OTADIFF1`: zstd, SHA-256 of both sides, applied front to back) or the
 //!   classic [`bsdiff40`] format that stock `bspatch` and Android read.
+//! - [`exe`]: the executable-aware transform (`OTADIFF2`): x86-64 ELF code
+//!   and pointers rewritten by an address map before the byte-level diff.
 //! - [`matcher`]: suffix array (libsais) and the bsdiff-style scan.
 //! - [`tree`]: directory trees, forward and reverse.
 

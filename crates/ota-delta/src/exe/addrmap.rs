@@ -129,3 +129,70 @@ impl AddrMap {
         Ok(map)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn map_of(points: &[(u64, i64)]) -> AddrMap {
+        AddrMap {
+            starts: points.iter().map(|p| p.0).collect(),
+            shifts: points.iter().map(|p| p.1).collect(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trips(mut starts in prop::collection::btree_set(any::<u64>(), 0..200), shifts in prop::collection::vec(any::<i64>(), 200)) {
+            let starts: Vec<u64> = std::mem::take(&mut starts).into_iter().collect();
+            let map = AddrMap { shifts: shifts[..starts.len()].to_vec(), starts };
+            let mut raw = Vec::new();
+            map.encode(&mut raw);
+            let back = AddrMap::decode(&mut &raw[..]).expect("decode");
+            prop_assert_eq!(back, map);
+        }
+
+        #[test]
+        fn decoding_any_bytes_never_panics(raw in prop::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(map) = AddrMap::decode(&mut &raw[..]) {
+                prop_assert!(map.starts.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+    }
+
+    #[test]
+    fn shift_is_a_step_function() {
+        let m = map_of(&[(0x1000, 16), (0x2000, -8)]);
+        assert_eq!(m.shift(0xfff), 0);
+        assert_eq!(m.shift(0x1000), 16);
+        assert_eq!(m.shift(0x1fff), 16);
+        assert_eq!(m.shift(0x2000), -8);
+        assert_eq!(m.shift(u64::MAX), -8);
+    }
+
+    #[test]
+    fn hostile_maps_are_refused() {
+        let mut too_many = Vec::new();
+        varint::put(&mut too_many, MAX_BREAKPOINTS + 1);
+        assert!(AddrMap::decode(&mut &too_many[..]).is_err());
+        // Two breakpoints at the same address.
+        let mut repeated = Vec::new();
+        for v in [2u64, 5, 2, 0, 2] {
+            varint::put(&mut repeated, v);
+        }
+        assert!(AddrMap::decode(&mut &repeated[..]).is_err());
+        // Past 2^64.
+        let mut past = Vec::new();
+        for v in [2u64, u64::MAX, 0, 2, 0] {
+            varint::put(&mut past, v);
+        }
+        assert!(AddrMap::decode(&mut &past[..]).is_err());
+        // Cut short.
+        let mut cut = Vec::new();
+        for v in [3u64, 1, 1] {
+            varint::put(&mut cut, v);
+        }
+        assert!(AddrMap::decode(&mut &cut[..]).is_err());
+    }
+}

@@ -183,6 +183,7 @@ pub fn write_map(map: &AddrMap, level: i32, out: &mut impl std::io::Write) -> Re
 
 /// Reads what [`write_map`] wrote.
 pub fn read_map(r: &mut impl std::io::Read) -> Result<AddrMap> {
+    use std::io::Read;
     let mut len = [0u8; 4];
     r.read_exact(&mut len)
         .map_err(|e| DeltaError::corrupt(format!("truncated address map ({e})")))?;
@@ -193,9 +194,18 @@ pub fn read_map(r: &mut impl std::io::Read) -> Result<AddrMap> {
     let mut z = vec![0u8; len as usize];
     r.read_exact(&mut z)
         .map_err(|e| DeltaError::corrupt(format!("truncated address map ({e})")))?;
-    // Each breakpoint takes at most 20 bytes raw.
-    let raw = zstd::bulk::decompress(&z, (addrmap::MAX_BREAKPOINTS as usize + 1) * 20)
+    // Each breakpoint takes at most 20 bytes raw; read no more than that,
+    // and allocate only what the map really holds.
+    let limit = (addrmap::MAX_BREAKPOINTS + 1) * 20;
+    let mut raw = Vec::new();
+    zstd::stream::read::Decoder::new(&z[..])
+        .map_err(|e| DeltaError::io("starting the address map decoder", e))?
+        .take(limit + 1)
+        .read_to_end(&mut raw)
         .map_err(|e| DeltaError::corrupt(format!("damaged address map ({e})")))?;
+    if raw.len() as u64 > limit {
+        return Err(DeltaError::corrupt("address map larger than any real one"));
+    }
     let mut cur = &raw[..];
     let map = AddrMap::decode(&mut cur)?;
     if !cur.is_empty() {
@@ -220,5 +230,104 @@ pub fn source<'a>(
             Ok(std::borrow::Cow::Owned(rewrite(old, &layout, map).0))
         }
         (Transform::ElfAddresses, None) => Err(DeltaError::corrupt("internal: no address map")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::varint;
+    use proptest::prelude::*;
+
+    /// `body` behind an x86-64 ELF header whose program headers describe
+    /// `segments` (offset, size, vaddr, flags), each clamped into the file.
+    fn elf(body: &[u8], segments: &[(u16, u16, u32, u8)]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 * segments.len()];
+        b.extend_from_slice(body);
+        let len = b.len() as u64;
+        b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        b[0x12] = 62;
+        b[0x20] = 64;
+        b[0x36] = 56;
+        b[0x38] = segments.len() as u8;
+        for (i, &(off, size, vaddr, flags)) in segments.iter().enumerate() {
+            let h = 64 + 56 * i;
+            let off = u64::from(off) % len;
+            let size = u64::from(size).min(len - off);
+            b[h] = 1;
+            b[h + 4] = flags & 7;
+            b[h + 8..h + 16].copy_from_slice(&off.to_le_bytes());
+            b[h + 16..h + 24].copy_from_slice(&(0x40_0000 + u64::from(vaddr)).to_le_bytes());
+            b[h + 32..h + 40].copy_from_slice(&size.to_le_bytes());
+        }
+        b
+    }
+
+    proptest! {
+        /// The rewrite is total and a pure function of OLD and the map:
+        /// whatever the bytes, it returns, keeps the length and does the
+        /// same twice (the device must compute what the differ did).
+        #[test]
+        fn rewrite_is_total_and_deterministic(
+            body in prop::collection::vec(any::<u8>(), 0..3000),
+            segments in prop::collection::vec((any::<u16>(), any::<u16>(), 0u32..0x4000, any::<u8>()), 1..4),
+            points in prop::collection::vec((0u64..0x5000, -300i64..300), 0..20),
+        ) {
+            let old = elf(&body, &segments);
+            let layout = Layout::parse(&old).expect("an ELF with segments");
+            let mut raw = Vec::new();
+            varint::put(&mut raw, points.len() as u64);
+            for (gap, d) in &points {
+                varint::put(&mut raw, gap + 1);
+                varint::put_signed(&mut raw, *d);
+            }
+            let map = AddrMap::decode(&mut &raw[..]).expect("map");
+            let (a, _) = rewrite(&old, &layout, &map);
+            let (b, _) = rewrite(&old, &layout, &map);
+            prop_assert_eq!(a.len(), old.len());
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn parsing_any_bytes_never_panics(body in prop::collection::vec(any::<u8>(), 0..600)) {
+            let mut b = b"\x7fELF\x02\x01".to_vec();
+            b.extend_from_slice(&body);
+            if let Some(layout) = Layout::parse(&b) {
+                let _ = rewrite(&b, &layout, &AddrMap::default());
+            }
+        }
+
+        #[test]
+        fn reading_any_map_bytes_never_panics(raw in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = read_map(&mut &raw[..]);
+        }
+    }
+
+    #[test]
+    fn the_map_a_patch_carries_reads_back() {
+        let mut raw = Vec::new();
+        varint::put(&mut raw, 2);
+        for v in [0x40_1000u64, 16, 0x800, 0] {
+            varint::put(&mut raw, v);
+        }
+        let map = AddrMap::decode(&mut &raw[..]).expect("map");
+        let mut out = Vec::new();
+        write_map(&map, 3, &mut out).expect("write");
+        assert_eq!(read_map(&mut &out[..]).expect("read"), map);
+        // A length past the limit is refused before reading.
+        let mut big = (format::MAP_MAX + 1).to_le_bytes().to_vec();
+        big.extend_from_slice(&out[4..]);
+        assert!(read_map(&mut &big[..]).is_err());
+    }
+
+    #[test]
+    fn a_transformed_patch_needs_an_elf_old() {
+        let err = source(
+            b"not an elf",
+            Transform::ElfAddresses,
+            Some(&AddrMap::default()),
+        )
+        .expect_err("not an ELF");
+        assert!(err.to_string().contains("not one"), "{err}");
     }
 }

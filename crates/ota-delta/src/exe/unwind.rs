@@ -58,7 +58,8 @@ pub fn adjust_unwind(image: &mut [u8], layout: &Layout, map: &AddrMap) -> u64 {
         return 0;
     }
     let mut n = 0;
-    let frame = i32_at(image, h + 4).map(|v| (hdr.vaddr + 4).wrapping_add(v as i64 as u64));
+    let frame =
+        i32_at(image, h + 4).map(|v| hdr.vaddr.wrapping_add(4).wrapping_add(v as i64 as u64));
     if count_enc == UDATA4 && table_enc == DATAREL_SDATA4 {
         let count = i32_at(image, h + 8).map_or(0, |c| c as u32 as u64);
         let entries = count.min(hdr.size.saturating_sub(12) / 8) as usize;
