@@ -56,17 +56,27 @@ measure() { # name old new
     read -r ds dk < <(best "$peers/hdiffz" -m -p-2 -c-zstd-21-24 -f "$old" "$new" "$tmp/p")
     read -r as ak < <(best "$peers/hpatchz" -f "$old" "$tmp/p" "$tmp/out"); cmp -s "$tmp/out" "$new" || echo "hpatchz output differs" >&2
     row "HDiffPatch 4.12 (hdiffz -m -p-2 -c-zstd-21-24)" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
+    hd=$(stat -c %s "$tmp/p"); hd_s=$ds; hd_as=$as
   fi
   read -r ds dk < <(best "$ota" diff --format bsdiff40 "$old" "$new" "$tmp/p")
   read -r as ak < <(best bspatch "$old" "$tmp/out" "$tmp/p"); cmp -s "$tmp/out" "$new" || echo "ota bsdiff40 output differs" >&2
   row "ota diff --format bsdiff40 (applied by bspatch)" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
+  # --exe-rounds 0: the plain byte-level diff; 2: one more executable-aware round.
+  for rounds in 0 2; do
+    read -r ds dk < <(best "$ota" diff --exe-rounds $rounds "$old" "$new" "$tmp/p")
+    read -r as ak < <(best "$ota" patch "$old" "$tmp/p" "$tmp/out"); cmp -s "$tmp/out" "$new" || echo "ota output differs" >&2
+    row "ota --exe-rounds $rounds ($(head -c 8 "$tmp/p"))" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
+  done
   read -r ds dk < <(best "$ota" diff "$old" "$new" "$tmp/p")
   read -r as ak < <(best "$ota" patch "$old" "$tmp/p" "$tmp/out"); cmp -s "$tmp/out" "$new" || echo "ota output differs" >&2
-  row "**ota (OTADIFF1)**" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
+  row "**ota, default ($(head -c 8 "$tmp/p"))**" "$(stat -c %s "$tmp/p")" "$ds" "$dk" "$as" "$ak"
   ours=$(stat -c %s "$tmp/p")
   read -r as ak < <(best "$ota" patch --no-sync "$old" "$tmp/p" "$tmp/out")
   row "ota patch --no-sync (no fsync, as bspatch)" "$ours" "–" 0 "$as" "$ak"
   echo; echo "ota/bsdiff: size $(awk "BEGIN{printf \"%.3f\", $ours/$bs}"), diff time $(awk "BEGIN{printf \"%.3f\", $ds/$bs_s}")"
+  if hdiff; then
+    echo; echo "ota/HDiffPatch: size $(awk "BEGIN{printf \"%.3f\", $ours/$hd}"), diff time $(awk "BEGIN{printf \"%.3f\", $ds/$hd_s}"), apply time without fsync $(awk "BEGIN{printf \"%.3f\", $as/$hd_as}")"
+  fi
 }
 measure_tree() { # name olddir newdir
   local name=$1 old=$2 new=$3 ds dk as ak

@@ -19,6 +19,12 @@ pub const MAX_BREAKPOINTS: u64 = 1 << 21;
 pub struct AddrMap {
     starts: Vec<u64>,
     shifts: Vec<i64>,
+    /// Lookup index: for each bucket of `1 << bucket_bits` addresses from
+    /// `starts[0]` on, how many starts lie at or before the bucket's first
+    /// address. A lookup then searches only its bucket's few breakpoints
+    /// (the rewrite asks millions of times).
+    buckets: Vec<u32>,
+    bucket_bits: u32,
 }
 
 impl AddrMap {
@@ -68,18 +74,58 @@ impl AddrMap {
                 current = shift;
             }
         }
+        map.index();
         map
+    }
+
+    /// Builds the lookup index: about one bucket per breakpoint.
+    fn index(&mut self) {
+        let (Some(&first), Some(&last)) = (self.starts.first(), self.starts.last()) else {
+            return;
+        };
+        let span = last - first;
+        let target = self.starts.len() as u64 + 16;
+        let mut bits = 6;
+        while bits < 63 && (span >> bits) >= target {
+            bits += 1;
+        }
+        let count = (span >> bits) + 1;
+        let mut buckets = Vec::with_capacity(count as usize);
+        let mut i = 0usize;
+        for b in 0..count {
+            let at = first + (b << bits);
+            while i < self.starts.len() && self.starts[i] <= at {
+                i += 1;
+            }
+            buckets.push(i as u32);
+        }
+        self.buckets = buckets;
+        self.bucket_bits = bits;
     }
 
     /// The shift of OLD address `vaddr`.
     #[inline]
     pub fn shift(&self, vaddr: u64) -> i64 {
-        let i = self.starts.partition_point(|&s| s <= vaddr);
-        if i == 0 {
-            0
-        } else {
-            self.shifts[i - 1]
+        let Some(&first) = self.starts.first() else {
+            return 0;
+        };
+        if vaddr < first {
+            return 0;
         }
+        let b = ((vaddr - first) >> self.bucket_bits) as usize;
+        let i = match self.buckets.get(b) {
+            Some(&lo) => {
+                let lo = lo as usize;
+                let hi = self
+                    .buckets
+                    .get(b + 1)
+                    .map_or(self.starts.len(), |&h| h as usize);
+                lo + self.starts[lo..hi].partition_point(|&s| s <= vaddr)
+            }
+            None => self.starts.len(),
+        };
+        // i ≥ 1: starts[0] = first ≤ vaddr.
+        self.shifts[i - 1]
     }
 
     /// Number of breakpoints.
@@ -126,6 +172,7 @@ impl AddrMap {
             map.starts.push(start);
             map.shifts.push(shift);
         }
+        map.index();
         Ok(map)
     }
 }
@@ -136,21 +183,33 @@ mod tests {
     use proptest::prelude::*;
 
     fn map_of(points: &[(u64, i64)]) -> AddrMap {
-        AddrMap {
+        let mut m = AddrMap {
             starts: points.iter().map(|p| p.0).collect(),
             shifts: points.iter().map(|p| p.1).collect(),
-        }
+            ..AddrMap::default()
+        };
+        m.index();
+        m
     }
 
     proptest! {
         #[test]
         fn encode_decode_round_trips(mut starts in prop::collection::btree_set(any::<u64>(), 0..200), shifts in prop::collection::vec(any::<i64>(), 200)) {
             let starts: Vec<u64> = std::mem::take(&mut starts).into_iter().collect();
-            let map = AddrMap { shifts: shifts[..starts.len()].to_vec(), starts };
+            let points: Vec<(u64, i64)> = starts.iter().copied().zip(shifts.iter().copied()).collect();
+            let map = map_of(&points);
             let mut raw = Vec::new();
             map.encode(&mut raw);
             let back = AddrMap::decode(&mut &raw[..]).expect("decode");
-            prop_assert_eq!(back, map);
+            prop_assert_eq!(&back, &map);
+            // The index answers as a plain search over the breakpoints does.
+            for &(s, _) in &points {
+                for v in [s.wrapping_sub(1), s, s.wrapping_add(1), s / 2] {
+                    let i = points.partition_point(|p| p.0 <= v);
+                    let want = if i == 0 { 0 } else { points[i - 1].1 };
+                    prop_assert_eq!(back.shift(v), want);
+                }
+            }
         }
 
         #[test]

@@ -54,16 +54,21 @@ fn piece_fields(bytes: &[u8], vaddr: u64, map: &AddrMap) -> Vec<(usize, i32)> {
         if instr.is_invalid() {
             continue;
         }
+        // Most instructions hold no reference: ask for field offsets only
+        // when this one does.
+        let branch = matches!(instr.op0_kind(), OpKind::NearBranch64);
+        if !branch && !instr.is_ip_rel_memory_operand() {
+            continue;
+        }
         let next_ip = instr.next_ip();
         let offsets = decoder.get_constant_offsets(&instr);
-        let field =
-            if matches!(instr.op0_kind(), OpKind::NearBranch64) && offsets.immediate_size() == 4 {
-                at + offsets.immediate_offset()
-            } else if instr.is_ip_rel_memory_operand() && offsets.displacement_size() == 4 {
-                at + offsets.displacement_offset()
-            } else {
-                continue;
-            };
+        let field = if branch && offsets.immediate_size() == 4 {
+            at + offsets.immediate_offset()
+        } else if !branch && offsets.displacement_size() == 4 {
+            at + offsets.displacement_offset()
+        } else {
+            continue;
+        };
         let Some(raw) = bytes.get(field..field + 4) else {
             continue;
         };
