@@ -3,6 +3,9 @@
 //! in-place update, error messages, setuid entries, and the symlink attack
 //! on the in-place apply.
 
+#[path = "../../ota-delta/tests/common/elf.rs"]
+mod elf;
+
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -385,5 +388,51 @@ fn in_place_apply_never_writes_through_a_symlink_of_the_new_tree() {
     assert_eq!(
         fs::read_link(d("a/a.ota-copy")).unwrap(),
         d("outside/victim")
+    );
+}
+
+#[test]
+fn executables_get_the_transform_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    let p = elf::program(21, 2000);
+    fs::write(d("app-1.2"), elf::link(&p)).unwrap();
+    fs::write(d("app-1.3"), elf::link(&elf::edit(&p, 21, 20))).unwrap();
+    // As the README shows them.
+    ok(&ota(&[
+        "diff",
+        s(&d("app-1.2")),
+        s(&d("app-1.3")),
+        s(&d("app.otadiff")),
+    ]));
+    assert_eq!(&fs::read(d("app.otadiff")).unwrap()[..8], b"OTADIFF2");
+    ok(&ota(&[
+        "patch",
+        s(&d("app-1.2")),
+        s(&d("app.otadiff")),
+        s(&d("out")),
+    ]));
+    assert_eq!(fs::read(d("out")).unwrap(), fs::read(d("app-1.3")).unwrap());
+    ok(&ota(&[
+        "diff",
+        "--exe-rounds",
+        "0",
+        s(&d("app-1.2")),
+        s(&d("app-1.3")),
+        s(&d("plain.otadiff")),
+    ]));
+    assert_eq!(&fs::read(d("plain.otadiff")).unwrap()[..8], b"OTADIFF1");
+    let o = ota(&[
+        "diff",
+        "--exe-rounds",
+        "9",
+        s(&d("app-1.2")),
+        s(&d("app-1.3")),
+        s(&d("x")),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("exe-rounds"),
+        "{}",
+        stderr(&o)
     );
 }
