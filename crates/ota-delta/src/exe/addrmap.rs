@@ -112,7 +112,7 @@ impl AddrMap {
         if vaddr < first {
             return 0;
         }
-        let b = ((vaddr - first) >> self.bucket_bits) as usize;
+        let b = usize::try_from((vaddr - first) >> self.bucket_bits).unwrap_or(usize::MAX);
         let i = match self.buckets.get(b) {
             Some(&lo) => {
                 let lo = lo as usize;

@@ -108,6 +108,16 @@ impl Layout {
             }
         }
         segments.sort_by_key(|s| s.offset);
+        // Overlapping segments would be scanned (and rewritten) twice, and
+        // thousands of them would multiply the work: keep the first.
+        let mut end = 0;
+        segments.retain(|s| {
+            let keep = s.offset >= end;
+            if keep {
+                end = s.offset + s.size;
+            }
+            keep
+        });
         let mut code = Vec::new();
         let sections = u64_at(b, 0x28)
             .zip(u16_at(b, 0x3c))
@@ -197,6 +207,24 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_segments_are_kept_once() {
+        let mut b = vec![0u8; 64 + 56 * 3 + 256];
+        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        b[0x20] = 64;
+        b[0x36] = 56;
+        b[0x38] = 3;
+        for i in 0..3 {
+            let h = 64 + 56 * i;
+            b[h] = 1; // PT_LOAD
+            b[h + 8] = if i == 2 { 250 } else { 0 }; // offset
+            b[h + 17] = 0x10; // vaddr 0x1000
+            b[h + 32] = if i == 2 { 200 } else { 240 }; // size
+        }
+        let l = Layout::parse(&b).expect("layout");
+        assert_eq!(l.segments.len(), 2, "{:?}", l.segments);
+    }
 
     #[test]
     fn refuses_non_elf_and_truncated_headers() {

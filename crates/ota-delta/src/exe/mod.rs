@@ -166,6 +166,10 @@ pub fn prepare(
     Ok(best)
 }
 
+/// Largest zstd window an address map may use (the encoder's levels stay
+/// below it).
+const MAP_WINDOW_LOG: u32 = 24;
+
 /// Writes the map as the patch carries it: u32 length, zstd bytes.
 pub fn write_map(map: &AddrMap, level: i32, out: &mut impl std::io::Write) -> Result<()> {
     let mut raw = Vec::new();
@@ -198,8 +202,13 @@ pub fn read_map(r: &mut impl std::io::Read) -> Result<AddrMap> {
     // and allocate only what the map really holds.
     let limit = (addrmap::MAX_BREAKPOINTS + 1) * 20;
     let mut raw = Vec::new();
-    zstd::stream::read::Decoder::new(&z[..])
-        .map_err(|e| DeltaError::io("starting the address map decoder", e))?
+    let mut decoder = zstd::stream::read::Decoder::new(&z[..])
+        .map_err(|e| DeltaError::io("starting the address map decoder", e))?;
+    // A tiny frame may not ask for a huge window.
+    decoder
+        .window_log_max(MAP_WINDOW_LOG)
+        .map_err(|e| DeltaError::io("limiting the address map decoder", e))?;
+    decoder
         .take(limit + 1)
         .read_to_end(&mut raw)
         .map_err(|e| DeltaError::corrupt(format!("damaged address map ({e})")))?;

@@ -13,6 +13,8 @@ const UDATA4: u8 = 0x03;
 const DATAREL_SDATA4: u8 = 0x3b;
 /// Records walked at most (a hostile chain cannot loop for long).
 const MAX_RECORDS: usize = 1 << 22;
+/// CIEs remembered at most.
+const MAX_CIES: usize = 1 << 12;
 
 fn i32_at(b: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
@@ -132,14 +134,18 @@ fn adjust_frames(image: &mut [u8], (start, vaddr): (u64, u64), map: &AddrMap) ->
         if len == 0 || len == 0xffff_ffff {
             break;
         }
-        let end = p.checked_add(4 + len)?;
+        let end = p.checked_add(len.checked_add(4)?)?;
         if end > image.len() {
             break;
         }
         let id = i32_at(image, p + 4)? as u32 as usize;
         if id == 0 {
-            let enc = cie_encodings(image, p).unwrap_or((0, None));
-            cies.insert(p, enc);
+            // Real files have a handful of CIEs; a hostile one cannot make
+            // the table grow without bound.
+            if cies.len() < MAX_CIES {
+                let enc = cie_encodings(image, p).unwrap_or((0, None));
+                cies.insert(p, enc);
+            }
         } else if let Some(&(fde_enc, lsda_enc)) =
             (p + 4).checked_sub(id).and_then(|c| cies.get(&c))
         {
