@@ -46,29 +46,6 @@ fn sha(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
-/// `body` behind an x86-64 ELF header describing `segments`.
-fn elf_with(body: &[u8], segments: &[(u16, u16, u32, u8)]) -> Vec<u8> {
-    let segments = &segments[..segments.len().min(8)];
-    let mut b = vec![0u8; 64 + 56 * segments.len()];
-    b.extend_from_slice(body);
-    let len = b.len() as u64;
-    b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
-    b[0x12] = 62;
-    b[0x20] = 64;
-    b[0x36] = 56;
-    b[0x38] = segments.len() as u8;
-    for (i, &(off, size, vaddr, flags)) in segments.iter().enumerate() {
-        let h = 64 + 56 * i;
-        let off = u64::from(off) % len;
-        b[h] = 1;
-        b[h + 4] = flags & 7;
-        b[h + 8..h + 16].copy_from_slice(&off.to_le_bytes());
-        b[h + 16..h + 24].copy_from_slice(&(0x40_0000 + u64::from(vaddr)).to_le_bytes());
-        b[h + 32..h + 40].copy_from_slice(&u64::from(size).min(len - off).to_le_bytes());
-    }
-    b
-}
-
 fn apply(old: &[u8], patch: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     ota_delta::patch_bytes(old, patch, &mut out)
@@ -86,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
             body,
             map,
         } => {
-            let old = elf_with(&body, &segments);
+            let old = elf::over(&body, &segments);
             let Some(layout) = Layout::parse(&old) else {
                 return;
             };

@@ -76,6 +76,19 @@ fn table(b: &[u8], off: u64, n: u16, size: u16, min: u16) -> Option<Vec<usize>> 
     (end <= b.len()).then(|| (0..n).map(|i| off + i * size).collect())
 }
 
+/// Drops every item (sorted by offset) that overlaps an earlier one.
+fn keep_disjoint<T>(items: &mut Vec<T>, range: impl Fn(&T) -> (u64, u64)) {
+    let mut end = 0;
+    items.retain(|item| {
+        let (offset, size) = range(item);
+        let keep = offset >= end;
+        if keep {
+            end = offset + size;
+        }
+        keep
+    });
+}
+
 impl Layout {
     /// Reads the layout of a 64-bit little-endian ELF file.
     pub fn parse(b: &[u8]) -> Option<Layout> {
@@ -110,14 +123,7 @@ impl Layout {
         segments.sort_by_key(|s| s.offset);
         // Overlapping segments would be scanned (and rewritten) twice, and
         // thousands of them would multiply the work: keep the first.
-        let mut end = 0;
-        segments.retain(|s| {
-            let keep = s.offset >= end;
-            if keep {
-                end = s.offset + s.size;
-            }
-            keep
-        });
+        keep_disjoint(&mut segments, |s| (s.offset, s.size));
         let mut code = Vec::new();
         let sections = u64_at(b, 0x28)
             .zip(u16_at(b, 0x3c))
@@ -160,14 +166,7 @@ impl Layout {
         }
         code.sort_by_key(|r| r.offset);
         // Overlapping code ranges would be decoded twice: keep the first.
-        let mut end = 0;
-        code.retain(|r| {
-            let keep = r.offset >= end;
-            if keep {
-                end = r.offset + r.size;
-            }
-            keep
-        });
+        keep_disjoint(&mut code, |r| (r.offset, r.size));
         (!segments.is_empty()).then_some(Layout {
             machine,
             segments,

@@ -242,35 +242,17 @@ pub fn source<'a>(
     }
 }
 
+/// The synthetic programs the integration tests use, for the unit tests.
+#[cfg(test)]
+#[path = "../../tests/common/elf.rs"]
+mod synth;
+
 #[cfg(test)]
 mod tests {
+    use super::synth;
     use super::*;
     use crate::varint;
     use proptest::prelude::*;
-
-    /// `body` behind an x86-64 ELF header whose program headers describe
-    /// `segments` (offset, size, vaddr, flags), each clamped into the file.
-    fn elf(body: &[u8], segments: &[(u16, u16, u32, u8)]) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56 * segments.len()];
-        b.extend_from_slice(body);
-        let len = b.len() as u64;
-        b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
-        b[0x12] = 62;
-        b[0x20] = 64;
-        b[0x36] = 56;
-        b[0x38] = segments.len() as u8;
-        for (i, &(off, size, vaddr, flags)) in segments.iter().enumerate() {
-            let h = 64 + 56 * i;
-            let off = u64::from(off) % len;
-            let size = u64::from(size).min(len - off);
-            b[h] = 1;
-            b[h + 4] = flags & 7;
-            b[h + 8..h + 16].copy_from_slice(&off.to_le_bytes());
-            b[h + 16..h + 24].copy_from_slice(&(0x40_0000 + u64::from(vaddr)).to_le_bytes());
-            b[h + 32..h + 40].copy_from_slice(&size.to_le_bytes());
-        }
-        b
-    }
 
     proptest! {
         /// The rewrite is total and a pure function of OLD and the map:
@@ -282,7 +264,7 @@ mod tests {
             segments in prop::collection::vec((any::<u16>(), any::<u16>(), 0u32..0x4000, any::<u8>()), 1..4),
             points in prop::collection::vec((0u64..0x5000, -300i64..300), 0..20),
         ) {
-            let old = elf(&body, &segments);
+            let old = synth::over(&body, &segments);
             let layout = Layout::parse(&old).expect("an ELF with segments");
             let mut raw = Vec::new();
             varint::put(&mut raw, points.len() as u64);

@@ -187,3 +187,28 @@ pub fn link(p: &Program) -> Vec<u8> {
     }
     out
 }
+
+/// `body` behind an x86-64 ELF header whose program headers describe
+/// `segments` (offset, size, vaddr above 0x400000, flags), each clamped
+/// into the file: any bytes as an ELF, for the rewrite's robustness tests.
+pub fn over(body: &[u8], segments: &[(u16, u16, u32, u8)]) -> Vec<u8> {
+    let segments = &segments[..segments.len().min(8)];
+    let mut b = vec![0u8; 64 + 56 * segments.len()];
+    b.extend_from_slice(body);
+    let len = b.len() as u64;
+    b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    b[0x12] = 62;
+    b[0x20] = 64;
+    b[0x36] = 56;
+    b[0x38] = segments.len() as u8;
+    for (i, &(off, size, vaddr, flags)) in segments.iter().enumerate() {
+        let h = 64 + 56 * i;
+        let off = u64::from(off) % len;
+        b[h] = 1; // PT_LOAD
+        b[h + 4] = flags & 7;
+        b[h + 8..h + 16].copy_from_slice(&off.to_le_bytes());
+        b[h + 16..h + 24].copy_from_slice(&(BASE + u64::from(vaddr)).to_le_bytes());
+        b[h + 32..h + 40].copy_from_slice(&u64::from(size).min(len - off).to_le_bytes());
+    }
+    b
+}
