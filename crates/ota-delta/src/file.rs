@@ -81,7 +81,17 @@ pub fn diff_bytes(old: &[u8], new: &[u8], opts: &DiffOptions, out: impl Write) -
     let sa = sa?;
     // Enough chunks to keep every thread busy, few enough to cost little.
     let chunk = (new.len() / (threads * 4)).max(1 << 20);
-    let ops = matcher::diff_ops(&sa, old, new, chunk);
+    // A pair the executable transform will rewrite is scanned with long
+    // steps: this pass only has to find where code moved (and be the
+    // fallback), and the rewritten pass keeps the long steps too.
+    let transformable =
+        opts.exe_rounds > 0 && opts.format == Format::Otadiff && exe::layouts(old, new).is_some();
+    let stepping = if transformable {
+        matcher::Stepping::Skip
+    } else {
+        matcher::Stepping::Exact
+    };
+    let ops = matcher::diff_ops_with(&sa, old, new, chunk, stepping);
     drop(sa);
     match opts.format {
         Format::Otadiff => {

@@ -25,6 +25,20 @@ const SHORT_MATCH: usize = 16;
 /// corpus: 4 costs 0.3–0.5 % of patch size and saves about 40 % of diff time).
 const SHORT_STEP: usize = 4;
 
+/// How the scan moves past a best match that is long but not better than
+/// the current alignment: bsdiff searches again at the next byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stepping {
+    /// One byte, as bsdiff (the best size on trees and plain files).
+    #[default]
+    Exact,
+    /// Up to the match's length, at most 64 bytes: the backward extension
+    /// recovers the start of a better match found later. Measured on
+    /// biome's rewritten code: a 25 % faster diff for a 0.6 % smaller
+    /// patch; on the pillow tree it costs 0.25 %.
+    Skip,
+}
+
 /// One step of a delta: add `diff_len` bytes of (NEW − OLD from `old_pos`),
 /// then insert `extra_len` literal bytes of NEW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,7 +219,12 @@ fn scan_chunk<I: SaIndex>(
     new: &[u8],
     start: usize,
     end: usize,
+    stepping: Stepping,
 ) -> Vec<Op> {
+    let long_step_max = match stepping {
+        Stepping::Exact => 1,
+        Stepping::Skip => 64,
+    };
     let mut ops = Vec::new();
     let (mut scan, mut len, mut pos) = (start, 0usize, 0usize);
     let old_len = old.len();
@@ -238,7 +257,12 @@ fn scan_chunk<I: SaIndex>(
             // short (new code), step further: a match long enough to keep
             // (see MIN_DIFF_LEN) is still found a few bytes into it, and the
             // backward extension recovers its start.
-            let step = if len < SHORT_MATCH { SHORT_STEP } else { 1 }.min(end - scan);
+            let step = if len < SHORT_MATCH {
+                SHORT_STEP
+            } else {
+                len.min(long_step_max)
+            }
+            .min(end - scan);
             for _ in 0..step {
                 if scan < scsc {
                     // Drop this byte from the count of [scan, scsc).
@@ -317,6 +341,17 @@ fn scan_chunk<I: SaIndex>(
 /// Computes the ops turning `old` into `new`, scanning chunks of `new` in
 /// parallel on the current rayon pool.
 pub fn diff_ops(sa: &SuffixArray, old: &[u8], new: &[u8], chunk: usize) -> Vec<Op> {
+    diff_ops_with(sa, old, new, chunk, Stepping::Exact)
+}
+
+/// [`diff_ops`] with a choice of [`Stepping`].
+pub fn diff_ops_with(
+    sa: &SuffixArray,
+    old: &[u8],
+    new: &[u8],
+    chunk: usize,
+    stepping: Stepping,
+) -> Vec<Op> {
     if new.is_empty() {
         return Vec::new();
     }
@@ -329,8 +364,8 @@ pub fn diff_ops(sa: &SuffixArray, old: &[u8], new: &[u8], chunk: usize) -> Vec<O
     let parts: Vec<Vec<Op>> = bounds
         .par_iter()
         .map(|&(s, e)| match sa {
-            SuffixArray::Small(sa) => scan_chunk(sa, &buckets, old, new, s, e),
-            SuffixArray::Large(sa) => scan_chunk(sa, &buckets, old, new, s, e),
+            SuffixArray::Small(sa) => scan_chunk(sa, &buckets, old, new, s, e, stepping),
+            SuffixArray::Large(sa) => scan_chunk(sa, &buckets, old, new, s, e, stepping),
         })
         .collect();
     let mut ops: Vec<Op> = parts

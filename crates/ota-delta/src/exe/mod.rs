@@ -146,7 +146,7 @@ pub fn prepare(
         let sa = SuffixArray::build(&image, threads).map_err(|e| {
             DeltaError::corrupt(format!("suffix array of the rewritten old file: {e}"))
         })?;
-        let ops = matcher::diff_ops(&sa, &image, new, chunk);
+        let ops = matcher::diff_ops_with(&sa, &image, new, chunk, matcher::Stepping::Skip);
         drop(sa);
         let next = (round < rounds).then(|| AddrMap::from_ops(&lo, &ln, &ops, addrmap::MIN_MATCH));
         let weight = weight(&image, new, &ops);
