@@ -435,11 +435,13 @@ mod tests {
                 match b % 3 { 0 => new[i] = b, 1 => new.insert(i, b), _ => { new.remove(i); } }
             }
             let sa = SuffixArray::build(&old, 1).unwrap();
-            let ops = diff_ops(&sa, &old, &new, chunk * 64 * 1024);
-            let covered: u64 = ops.iter().map(|o| o.diff_len + o.extra_len).sum();
-            prop_assert_eq!(covered, new.len() as u64);
-            for o in &ops {
-                prop_assert!(o.diff_len == 0 || o.old_pos + o.diff_len <= old.len() as u64);
+            for stepping in [Stepping::Exact, Stepping::Skip] {
+                let ops = diff_ops_with(&sa, &old, &new, chunk * 64 * 1024, stepping);
+                let covered: u64 = ops.iter().map(|o| o.diff_len + o.extra_len).sum();
+                prop_assert_eq!(covered, new.len() as u64);
+                for o in &ops {
+                    prop_assert!(o.diff_len == 0 || o.old_pos + o.diff_len <= old.len() as u64);
+                }
             }
         }
     }
