@@ -108,53 +108,13 @@ pub fn diff_bytes(old: &[u8], new: &[u8], opts: &DiffOptions, out: impl Write) -
             };
             if opts.exe_rounds > 0 {
                 if let Some(p) = exe::prepare(old, new, &ops, opts.exe_rounds, threads, chunk)? {
-                    return encode_smaller(&header, old, new, &ops, &p, codec, out);
+                    return exe::encode_smaller(&header, old, new, &ops, &p, codec, out);
                 }
             }
             format::encode(&header, old, new, &ops, codec, out)
         }
         Format::Bsdiff40 => bsdiff40::encode(old, new, &ops, out),
     }
-}
-
-/// Writes whichever of the plain and the transformed patch is smaller.
-/// When the stand-in weights differ by more than 10 % the lighter one is
-/// written without encoding the other.
-fn encode_smaller(
-    header: &Header,
-    old: &[u8],
-    new: &[u8],
-    ops: &[matcher::Op],
-    p: &exe::Prepared,
-    codec: Codec,
-    mut out: impl Write,
-) -> Result<()> {
-    let transformed = |out: &mut Vec<u8>| -> Result<()> {
-        let h = Header {
-            transform: Transform::ElfAddresses,
-            ..header.clone()
-        };
-        out.extend_from_slice(&h.to_bytes());
-        exe::write_map(&p.map, codec.level, out)?;
-        format::encode_body(&p.old, new, &p.ops, codec, out)
-    };
-    let (plain_w, exe_w) = (exe::weight(old, new, ops), p.weight);
-    let mut chosen = Vec::new();
-    if exe_w * 10 < plain_w * 9 {
-        transformed(&mut chosen)?;
-    } else if plain_w * 10 < exe_w * 9 {
-        format::encode(header, old, new, ops, codec, &mut chosen)?;
-    } else {
-        let mut plain = Vec::new();
-        format::encode(header, old, new, ops, codec, &mut plain)?;
-        transformed(&mut chosen)?;
-        if plain.len() <= chosen.len() {
-            chosen = plain;
-        }
-    }
-    out.write_all(&chosen)
-        .and_then(|()| out.flush())
-        .map_err(|e| DeltaError::io("writing the patch", e))
 }
 
 /// Applies a patch of any file format to `old`, writing NEW to `out`.

@@ -17,8 +17,9 @@ pub use addrmap::AddrMap;
 pub use elf::Layout;
 
 use crate::error::{DeltaError, Result};
-use crate::format::{self, Transform};
+use crate::format::{self, Codec, Header, Transform};
 use crate::matcher::{self, Op, SuffixArray};
+use std::io::Write;
 
 /// Counts of what a rewrite changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -164,6 +165,46 @@ pub fn prepare(
         }
     }
     Ok(best)
+}
+
+/// Writes whichever of the plain and the transformed patch is smaller.
+/// When the stand-in weights differ by more than 10 % the lighter one is
+/// written without encoding the other.
+pub fn encode_smaller(
+    header: &Header,
+    old: &[u8],
+    new: &[u8],
+    ops: &[Op],
+    p: &Prepared,
+    codec: Codec,
+    mut out: impl Write,
+) -> Result<()> {
+    let transformed = |out: &mut Vec<u8>| -> Result<()> {
+        let h = Header {
+            transform: Transform::ElfAddresses,
+            ..header.clone()
+        };
+        out.extend_from_slice(&h.to_bytes());
+        write_map(&p.map, codec.level, out)?;
+        format::encode_body(&p.old, new, &p.ops, codec, out)
+    };
+    let (plain_w, exe_w) = (weight(old, new, ops), p.weight);
+    let mut chosen = Vec::new();
+    if exe_w * 10 < plain_w * 9 {
+        transformed(&mut chosen)?;
+    } else if plain_w * 10 < exe_w * 9 {
+        format::encode(header, old, new, ops, codec, &mut chosen)?;
+    } else {
+        let mut plain = Vec::new();
+        format::encode(header, old, new, ops, codec, &mut plain)?;
+        transformed(&mut chosen)?;
+        if plain.len() <= chosen.len() {
+            chosen = plain;
+        }
+    }
+    out.write_all(&chosen)
+        .and_then(|()| out.flush())
+        .map_err(|e| DeltaError::io("writing the patch", e))
 }
 
 /// Largest zstd window an address map may use (the encoder's levels stay
